@@ -1,0 +1,243 @@
+"""The driver API: :class:`Driver`, its declared :class:`Setting` s, and :class:`Receipt`.
+
+A driver turns a :class:`~mailfailover.message.Message` into one provider's request. It has
+exactly two outcomes: it returns a :class:`Receipt`, or it raises one of
+:class:`~mailfailover.errors.ProviderUnavailable` (fail over),
+:class:`~mailfailover.errors.MessageRejected` (stop) or
+:class:`~mailfailover.errors.UnsupportedFeature` (skip me, raised before any network call).
+
+Settings are declared, not parsed by hand: a driver lists them in ``settings_spec`` and the
+base class refuses unknown ones, fills defaults, converts the strings that ``${ENV}``
+interpolation produces to the declared type, and keeps ``secret`` ones out of ``repr``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import importlib
+import time
+from collections.abc import Iterator, Mapping
+from types import ModuleType, TracebackType
+from typing import Any, ClassVar
+
+import attrs
+
+from .errors import ConfigError, MissingDependency, UnsupportedFeature
+from .message import Message
+
+__all__ = ["Driver", "Receipt", "Setting", "remaining_time", "require"]
+
+
+class _Required:
+    def __repr__(self) -> str:
+        return "REQUIRED"
+
+
+REQUIRED: Any = _Required()
+
+
+@attrs.frozen
+class Setting:
+    """One setting a driver accepts: its type, default, whether it is secret, allowed values."""
+
+    default: Any = REQUIRED
+    type: type = str
+    secret: bool = False
+    choices: tuple[Any, ...] | None = None
+    help: str = ""
+
+    @property
+    def required(self) -> bool:
+        return self.default is REQUIRED
+
+    def convert(self, key: str, value: Any) -> Any:
+        """Check ``value``, converting strings from ``${ENV}``; error text never shows secrets."""
+        shown = "the given value" if self.secret else repr(value)
+        if value is None and not self.required and self.default is None:
+            return None
+        if self.type is bool:
+            if isinstance(value, str) and value.strip().lower() in _BOOLEANS:
+                value = _BOOLEANS[value.strip().lower()]
+            if not isinstance(value, bool):
+                raise ConfigError(f"setting {key!r}: {shown} is not true or false")
+        elif self.type in (int, float):
+            if isinstance(value, str):
+                try:
+                    value = self.type(value.strip())
+                except ValueError:
+                    raise ConfigError(f"setting {key!r}: {shown} is not a number") from None
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ConfigError(f"setting {key!r}: {shown} is not a number")
+            value = self.type(value)
+            if value < 0:
+                raise ConfigError(f"setting {key!r}: may not be negative")
+        elif not isinstance(value, self.type):
+            raise ConfigError(f"setting {key!r}: {shown} is not a {self.type.__name__}")
+        if self.choices is not None and value not in self.choices:
+            allowed = ", ".join(repr(c) for c in self.choices)
+            raise ConfigError(f"setting {key!r}: {shown} is not one of {allowed}")
+        return value
+
+
+_BOOLEANS = {"true": True, "yes": True, "on": True, "1": True,
+             "false": False, "no": False, "off": False, "0": False}  # fmt: skip
+
+
+@attrs.frozen
+class Receipt:
+    """What a driver returns when the provider accepted the message.
+
+    ``message_id`` is the provider's own id (``None`` when it gives none); ``response`` is
+    the provider's parsed answer, never containing credentials; ``refused_recipients``
+    lists recipients the provider refused while accepting the others.
+    """
+
+    driver: str
+    message_id: str | None
+    response: Mapping[str, Any] | None = None
+    refused_recipients: tuple[str, ...] = ()
+
+
+_deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar(
+    "mailfailover_deadline", default=None
+)
+
+
+def remaining_time() -> float | None:
+    """Seconds left of the current ``FailoverMailer.send`` deadline, or ``None`` without one.
+
+    Drivers shorten their own timeouts to this so one slow provider cannot eat the budget.
+    """
+    deadline = _deadline.get()
+    return None if deadline is None else max(deadline - time.monotonic(), 0.001)
+
+
+@contextlib.contextmanager
+def deadline_scope(seconds: float | None) -> Iterator[None]:
+    """Set the deadline :func:`remaining_time` reports for the code inside."""
+    token = _deadline.set(None if seconds is None else time.monotonic() + seconds)
+    try:
+        yield
+    finally:
+        _deadline.reset(token)
+
+
+def require(module: str, extra: str, *, driver: str | None = None) -> ModuleType:
+    """Import an optional dependency or raise :class:`MissingDependency` naming the extra."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise MissingDependency(module.split(".")[0], extra, driver=driver) from None
+
+
+class Driver:
+    """Base class of every driver, bundled or third-party.
+
+    Subclasses declare ``settings_spec`` and implement :meth:`send`; they may declare the
+    provider's limits (``max_recipients``, ``max_tags``, ``supports_inline``,
+    ``max_message_bytes``) so that :meth:`check_limits` refuses what the provider cannot
+    carry before anything is sent.
+    """
+
+    settings_spec: ClassVar[Mapping[str, Setting]] = {}
+    max_recipients: ClassVar[int | None] = None
+    max_tags: ClassVar[int | None] = None
+    supports_inline: ClassVar[bool] = True
+    supports_metadata: ClassVar[bool] = True
+    max_message_bytes: ClassVar[int | None] = None
+
+    name: str
+
+    def __init__(self, *, name: str, **settings: Any) -> None:
+        if not isinstance(name, str) or not name.strip():
+            raise ConfigError("a driver needs a non-empty name")
+        self.name = name
+        self.settings: dict[str, Any] = self.validate_settings(settings, driver=name)
+
+    @classmethod
+    def validate_settings(cls, settings: Mapping[str, Any], *, driver: str) -> dict[str, Any]:
+        """Refuse unknown or missing settings, apply defaults, convert types."""
+        unknown = sorted(set(settings) - set(cls.settings_spec))
+        if unknown:
+            known = ", ".join(sorted(cls.settings_spec)) or "none"
+            raise ConfigError(
+                f"unknown setting {unknown[0]!r} (this driver takes: {known})", driver=driver
+            )
+        values: dict[str, Any] = {}
+        for key, spec in cls.settings_spec.items():
+            if key not in settings or (settings[key] is None and spec.required):
+                if spec.required:
+                    raise ConfigError(f"missing required setting {key!r}", driver=driver)
+                values[key] = spec.default
+                continue
+            try:
+                values[key] = spec.convert(key, settings[key])
+            except ConfigError as exc:
+                raise ConfigError(exc.message, driver=driver) from None
+        return values
+
+    def send(self, message: Message) -> Receipt:
+        """Deliver ``message`` or raise a :class:`~mailfailover.errors.DeliveryError`."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release connections; safe to call more than once."""
+
+    def check_limits(self, message: Message) -> None:
+        """Raise :class:`UnsupportedFeature` for what this provider cannot carry."""
+        if self.max_recipients is not None and len(message.recipients()) > self.max_recipients:
+            self.unsupported(
+                f"{len(message.recipients())} recipients; the provider takes at most "
+                f"{self.max_recipients}",
+                field="to",
+            )
+        if self.max_tags is not None and len(message.tags) > self.max_tags:
+            self.unsupported(
+                f"{len(message.tags)} tags; the provider takes at most {self.max_tags}",
+                field="tags",
+            )
+        if not self.supports_inline and any(a.inline for a in message.attachments):
+            self.unsupported("the provider cannot carry inline attachments", field="attachments")
+        if not self.supports_metadata and message.metadata:
+            self.unsupported("the provider cannot carry metadata", field="metadata")
+        if self.max_message_bytes is not None:
+            size = estimated_size(message)
+            if size > self.max_message_bytes:
+                self.unsupported(
+                    f"the message is about {size} bytes; the provider takes at most "
+                    f"{self.max_message_bytes}",
+                    field="attachments",
+                )
+
+    def unsupported(self, detail: str, *, field: str | None = None) -> None:
+        """Raise :class:`UnsupportedFeature` for this driver."""
+        raise UnsupportedFeature(detail, field=field, driver=self.name)
+
+    def __enter__(self) -> Driver:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        shown = []
+        for key, spec in self.settings_spec.items():
+            value = self.settings.get(key)
+            if value is None or (value == spec.default and not spec.secret):
+                continue
+            shown.append(f"{key}={'***' if spec.secret else repr(value)}")
+        inner = " ".join([f"name={self.name!r}", *shown])
+        return f"<{type(self).__name__} {inner}>"
+
+
+def estimated_size(message: Message) -> int:
+    """The message's size once encoded, estimated without building it (base64 is 4/3)."""
+    body = len((message.text or "").encode("utf-8")) + len((message.html or "").encode("utf-8"))
+    attachments = sum(len(a.content) for a in message.attachments)
+    return body + attachments * 4 // 3 + 2048

@@ -1,0 +1,1 @@
+"""Bundled drivers, one module per provider; each registers under ``mailfailover.drivers``."""
