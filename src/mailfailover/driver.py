@@ -146,6 +146,9 @@ class Driver:
     supports_inline: ClassVar[bool] = True
     supports_metadata: ClassVar[bool] = True
     max_message_bytes: ClassVar[int | None] = None
+    #: Optional dependencies as ``(module, extra)``: a missing one makes building the
+    #: driver raise :class:`MissingDependency` naming ``pip install "mailfailover[extra]"``.
+    requires: ClassVar[tuple[tuple[str, str], ...]] = ()
 
     name: str
 

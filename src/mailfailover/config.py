@@ -1,0 +1,431 @@
+"""YAML configuration: loading, ``${ENV}`` interpolation, validation, the default lookup.
+
+The format is the original service's ``config/mail.yml``: a ``drivers`` list of
+``{name, module, settings}`` (``driver:`` is accepted for ``module:``), plus optional
+``strategy``, ``failure_threshold``, ``cooldown``, ``timeout``, ``deadline`` and an ``http``
+section for the HTTP adapter. Typos are caught at load time: unknown keys and unknown
+settings are errors naming the file and the driver. Error text never echoes a value from
+the file or the environment, since values are where secrets live.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+import yaml
+
+from .driver import Driver
+from .errors import ConfigError, MissingDependency
+from .registry import load_driver
+
+__all__ = [
+    "DEFAULT_CONFIG",
+    "DriverSpec",
+    "HttpConfig",
+    "MailerConfig",
+    "build_driver",
+    "build_drivers",
+    "load_config",
+]
+
+#: Used when no path is given, ``$MAILFAILOVER_CONFIG`` is unset and there is no
+#: ``./config/mail.yml``: a local SMTP server (such as ``python -m aiosmtpd -n``) failing
+#: over to ``.eml`` files in ``./outbox``.
+DEFAULT_CONFIG: Mapping[str, Any] = {
+    "drivers": [
+        {
+            "name": "smtp",
+            "module": "smtp",
+            "settings": {"host": "localhost", "port": 1025, "security": "none", "timeout": 5},
+        },
+        {"name": "outbox", "module": "file", "settings": {"directory": "./outbox"}},
+    ]
+}
+
+ENV_VARIABLE = "MAILFAILOVER_CONFIG"
+DEFAULT_PATH = Path("config") / "mail.yml"
+MAX_CONFIG_BYTES = 1024 * 1024
+MAX_NODES = 100_000
+DEFAULT_MAX_BODY_BYTES = 25 * 1024 * 1024
+
+_TOP_KEYS = frozenset(
+    {"strategy", "failure_threshold", "cooldown", "timeout", "deadline", "drivers", "http"}
+)
+_DRIVER_KEYS = frozenset({"name", "module", "driver", "settings"})
+_HTTP_KEYS = frozenset({"api_token", "allowed_senders", "max_body_bytes"})
+_PLACEHOLDER = re.compile(r"\$\$|\$\{([^}:]*)(?::-([^}]*))?\}")
+_VARIABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+@attrs.frozen
+class DriverSpec:
+    """One configured driver, before it is built."""
+
+    name: str
+    module: str
+    settings: Mapping[str, Any] = attrs.field(repr=False)
+    source: str = "<config>"
+    timeout: float | None = None
+
+    @property
+    def key(self) -> str:
+        """Identity for :meth:`FailoverMailer.reload`: unchanged key, kept health."""
+        return json.dumps(
+            [self.name, self.module, self.settings, self.timeout], sort_keys=True, default=str
+        )
+
+
+@attrs.frozen
+class HttpConfig:
+    """The ``http:`` section, for :mod:`mailfailover.flask`."""
+
+    api_token: str | None = attrs.field(default=None, repr=lambda v: "None" if v is None else "***")
+    allowed_senders: tuple[str, ...] = ()
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+
+
+@attrs.frozen
+class MailerConfig:
+    """A validated configuration."""
+
+    drivers: tuple[DriverSpec, ...]
+    strategy: str | None = None
+    failure_threshold: int | None = None
+    cooldown: float | None = None
+    timeout: float | None = None
+    deadline: float | None = None
+    http: HttpConfig = HttpConfig()
+    source: str = "<config>"
+
+    def mailer_options(self) -> dict[str, Any]:
+        """The ``FailoverMailer`` keyword arguments this file sets."""
+        options = {
+            "strategy": self.strategy,
+            "failure_threshold": self.failure_threshold,
+            "cooldown": self.cooldown,
+            "deadline": self.deadline,
+        }
+        return {key: value for key, value in options.items() if value is not None}
+
+
+# -- loading ----------------------------------------------------------------------------------
+
+
+def load_config(
+    source: str | os.PathLike[str] | Mapping[str, Any] | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+) -> MailerConfig:
+    """Load and validate a configuration.
+
+    ``source`` is a YAML file, a folder of ``*.yml`` / ``*.yaml`` files (read in name
+    order, drivers concatenated), or an already-parsed mapping. ``None`` means
+    ``$MAILFAILOVER_CONFIG``, else ``./config/mail.yml``, else :data:`DEFAULT_CONFIG`.
+    """
+    env = os.environ if environ is None else environ
+    if source is None:
+        if env.get(ENV_VARIABLE):
+            source = env[ENV_VARIABLE]
+        elif DEFAULT_PATH.is_file():
+            source = DEFAULT_PATH
+        else:
+            return _validate([("<built-in default>", DEFAULT_CONFIG)], env, "<built-in default>")
+    if isinstance(source, Mapping):
+        return _validate([("<dict>", source)], env, "<dict>")
+    path = Path(source)
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.suffix in (".yml", ".yaml") and p.is_file())
+        if not files:
+            raise ConfigError("the folder holds no *.yml or *.yaml file", source=str(path))
+        return _validate([(str(p), _read_yaml(p)) for p in files], env, str(path))
+    if not path.exists():
+        raise ConfigError("no such file or folder", source=str(path))
+    return _validate([(str(path), _read_yaml(path))], env, str(path))
+
+
+def _read_yaml(path: Path) -> Any:
+    try:
+        with path.open("rb") as handle:
+            raw = handle.read(MAX_CONFIG_BYTES + 1)
+    except OSError as exc:
+        raise ConfigError(f"cannot read the file: {exc.strerror}", source=str(path)) from None
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"the file is larger than {MAX_CONFIG_BYTES} bytes", source=str(path))
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError("the file is not UTF-8 text", source=str(path)) from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        where = ""
+        mark = getattr(exc, "problem_mark", None)
+        if mark is not None:
+            where = f" at line {mark.line + 1}, column {mark.column + 1}"
+        problem = getattr(exc, "problem", None) or "syntax error"
+        raise ConfigError(f"not valid YAML: {problem}{where}", source=str(path)) from None
+
+
+# -- validation -------------------------------------------------------------------------------
+
+
+def _validate(
+    documents: list[tuple[str, Any]], env: Mapping[str, str], source: str
+) -> MailerConfig:
+    merged: dict[str, tuple[str, Any]] = {}
+    drivers: list[DriverSpec] = []
+    budget = [MAX_NODES]
+    for name, document in documents:
+        if document is None:
+            continue
+        if not isinstance(document, Mapping):
+            raise ConfigError("the top level must be a mapping (key: value)", source=name)
+        unknown = sorted(str(k) for k in document if k not in _TOP_KEYS)
+        if unknown:
+            known = ", ".join(sorted(_TOP_KEYS))
+            raise ConfigError(f"unknown key {unknown[0]!r} (known: {known})", source=name)
+        for key, value in document.items():
+            if key == "drivers":
+                continue
+            value = _interpolate(value, env, budget, where=key, source=name, driver=None)
+            if key in merged and merged[key][1] != value:
+                raise ConfigError(
+                    f"{key!r} is set differently in {merged[key][0]} and here", source=name
+                )
+            merged[key] = (name, value)
+        entries = document.get("drivers")
+        if entries is None:
+            continue
+        if not isinstance(entries, list):
+            raise ConfigError("'drivers' must be a list", source=name)
+        drivers.extend(
+            _driver_spec(entry, index, env, budget, name) for index, entry in enumerate(entries)
+        )
+    if not drivers:
+        raise ConfigError("no drivers are configured", source=source)
+    seen: set[str] = set()
+    for spec in drivers:
+        if spec.name in seen:
+            raise ConfigError(f"two drivers are named {spec.name!r}", source=spec.source)
+        seen.add(spec.name)
+
+    def scalar(key: str) -> tuple[str, Any]:
+        return merged.get(key, (source, None))
+
+    strategy = _choice(*scalar("strategy"), "strategy", ("failover", "round_robin"))
+    threshold = _number(*scalar("failure_threshold"), "failure_threshold", int, minimum=1)
+    cooldown = _number(*scalar("cooldown"), "cooldown", float, minimum=0)
+    timeout = _number(*scalar("timeout"), "timeout", float, minimum=0, exclusive=True)
+    deadline = _number(*scalar("deadline"), "deadline", float, minimum=0, exclusive=True)
+    if timeout is not None:
+        drivers = [attrs.evolve(spec, timeout=timeout) for spec in drivers]
+    return MailerConfig(
+        drivers=tuple(drivers),
+        strategy=strategy,
+        failure_threshold=threshold,
+        cooldown=cooldown,
+        timeout=timeout,
+        deadline=deadline,
+        http=_http_config(*scalar("http")),
+        source=source,
+    )
+
+
+def _driver_spec(
+    entry: Any,
+    index: int,
+    env: Mapping[str, str],
+    budget: list[int],
+    source: str,
+) -> DriverSpec:
+    label = f"drivers[{index}]"
+    if not isinstance(entry, Mapping):
+        raise ConfigError(
+            f"{label} must be a mapping with name, module and settings", source=source
+        )
+    name = entry.get("name")
+    if not isinstance(name, str) or not name.strip():
+        raise ConfigError(f"{label} needs a 'name'", source=source)
+    unknown = sorted(str(k) for k in entry if k not in _DRIVER_KEYS)
+    if unknown:
+        raise ConfigError(
+            f"unknown key {unknown[0]!r} (known: module, name, settings)",
+            source=source,
+            driver=name,
+        )
+    module = entry.get("module")
+    synonym = entry.get("driver")
+    if module is not None and synonym is not None and module != synonym:
+        raise ConfigError("'module' and 'driver' disagree; give one", source=source, driver=name)
+    module = module if module is not None else synonym
+    if not isinstance(module, str) or not module.strip():
+        raise ConfigError("needs a 'module' (the driver's name)", source=source, driver=name)
+    settings = entry.get("settings")
+    if settings is None:
+        settings = {}
+    if not isinstance(settings, Mapping) or not all(isinstance(k, str) for k in settings):
+        raise ConfigError("'settings' must be a mapping", source=source, driver=name)
+    settings = {
+        key: _interpolate(value, env, budget, where=f"settings.{key}", source=source, driver=name)
+        for key, value in settings.items()
+    }
+    return DriverSpec(name=name, module=module.strip(), settings=settings, source=source)
+
+
+def _interpolate(
+    value: Any,
+    env: Mapping[str, str],
+    budget: list[int],
+    *,
+    where: str,
+    source: str,
+    driver: str | None,
+) -> Any:
+    """Replace ``${VAR}`` / ``${VAR:-default}`` in every string; ``$$`` is a literal ``$``."""
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise ConfigError(
+            "the configuration is too large (more than 100,000 values, counting aliases)",
+            source=source,
+        )
+    if isinstance(value, str):
+
+        def replace(match: re.Match[str]) -> str:
+            if match.group(0) == "$$":
+                return "$"
+            variable, default = match.group(1), match.group(2)
+            if not _VARIABLE_NAME.match(variable):
+                raise ConfigError(
+                    f"{where}: '${{{variable}}}' is not a valid variable name",
+                    source=source,
+                    driver=driver,
+                )
+            if variable in env:
+                return env[variable]
+            if default is not None:
+                return default
+            raise ConfigError(
+                f"{where} needs the environment variable {variable}, which is not set",
+                source=source,
+                driver=driver,
+            )
+
+        return _PLACEHOLDER.sub(replace, value)
+    if isinstance(value, Mapping):
+        return {
+            k: _interpolate(v, env, budget, where=f"{where}.{k}", source=source, driver=driver)
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [
+            _interpolate(v, env, budget, where=where, source=source, driver=driver) for v in value
+        ]
+    return value
+
+
+def _choice(source: str, value: Any, key: str, choices: tuple[str, ...]) -> str | None:
+    if value is None:
+        return None
+    if value not in choices:
+        raise ConfigError(f"{key!r} must be one of {', '.join(choices)}", source=source)
+    return str(value)
+
+
+def _number(
+    source: str,
+    value: Any,
+    key: str,
+    kind: type,
+    *,
+    minimum: float,
+    exclusive: bool = False,
+) -> Any:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            value = kind(value.strip())
+        except ValueError:
+            raise ConfigError(f"{key!r} must be a number", source=source) from None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"{key!r} must be a number", source=source)
+    if kind is int and value != int(value):
+        raise ConfigError(f"{key!r} must be a whole number", source=source)
+    if value < minimum or (exclusive and value == minimum):
+        bound = "greater than" if exclusive else "at least"
+        raise ConfigError(f"{key!r} must be {bound} {minimum:g}", source=source)
+    return kind(value)
+
+
+def _http_config(source: str, value: Any) -> HttpConfig:
+    if value is None:
+        return HttpConfig()
+    if not isinstance(value, Mapping):
+        raise ConfigError("'http' must be a mapping", source=source)
+    unknown = sorted(str(k) for k in value if k not in _HTTP_KEYS)
+    if unknown:
+        known = ", ".join(sorted(_HTTP_KEYS))
+        raise ConfigError(f"unknown key 'http.{unknown[0]}' (known: {known})", source=source)
+    token = value.get("api_token")
+    if token is not None and (not isinstance(token, str) or not token.strip()):
+        raise ConfigError("'http.api_token' must be a non-empty string", source=source)
+    senders = value.get("allowed_senders") or []
+    if isinstance(senders, str):
+        senders = [senders]
+    if not isinstance(senders, list) or not all(isinstance(s, str) and s for s in senders):
+        raise ConfigError("'http.allowed_senders' must be a list of addresses", source=source)
+    limit = _number(source, value.get("max_body_bytes"), "http.max_body_bytes", int, minimum=1)
+    return HttpConfig(
+        api_token=token or None,
+        allowed_senders=tuple(senders),
+        max_body_bytes=DEFAULT_MAX_BODY_BYTES if limit is None else limit,
+    )
+
+
+# -- building ---------------------------------------------------------------------------------
+
+
+def build_driver(spec: DriverSpec) -> Driver:
+    """Instantiate one configured driver (importing only its module)."""
+    try:
+        cls = load_driver(spec.module)
+    except MissingDependency:
+        raise
+    except ConfigError as exc:
+        raise ConfigError(exc.message, source=spec.source, driver=spec.name) from None
+    settings = dict(spec.settings)
+    if spec.timeout is not None and "timeout" in cls.settings_spec and "timeout" not in settings:
+        settings["timeout"] = spec.timeout
+    try:
+        return cls(name=spec.name, **settings)
+    except MissingDependency:
+        raise
+    except ConfigError as exc:
+        raise ConfigError(_strip_driver(exc), source=spec.source, driver=spec.name) from None
+
+
+def _strip_driver(exc: ConfigError) -> str:
+    """The bare reason of a ConfigError that a driver already labelled with its name."""
+    message = exc.message
+    if exc.driver and message.endswith(f"(driver {exc.driver!r})"):
+        message = message[: -len(f" (driver {exc.driver!r})")]
+    return message
+
+
+def build_drivers(config: MailerConfig) -> list[Driver]:
+    """Instantiate every configured driver, closing the ones built if a later one fails."""
+    built: list[Driver] = []
+    try:
+        for spec in config.drivers:
+            built.append(build_driver(spec))
+    except BaseException:
+        for driver in built:
+            driver.close()
+        raise
+    return built

@@ -1,0 +1,481 @@
+"""``FailoverMailer``: sends each message through the first driver that can take it.
+
+Ordering: with ``strategy="failover"`` the drivers are tried in configured order, so the
+primary gets every message while it is healthy and again as soon as its cooldown probe
+succeeds (fail-back). With ``strategy="round_robin"`` the starting driver rotates.
+
+Per attempt: a driver that is cooling down (see :mod:`mailfailover.health`) is recorded as
+``skipped``; :class:`~mailfailover.errors.UnsupportedFeature` is ``skipped`` without touching
+its health; :class:`~mailfailover.errors.ProviderUnavailable` is ``unavailable`` and counts
+against its health; :class:`~mailfailover.errors.MessageRejected` is ``rejected`` and stops at
+once. Any other exception from a driver is a driver bug: logged with its traceback and
+treated as unavailable. When every driver that was ready failed (or none was ready), the
+cooling-down drivers are tried as a last resort, longest-cooled first: the mailer never
+refuses to try.
+
+One mailer serves many threads; its lock guards only health bookkeeping, never I/O.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from .driver import Driver, Receipt, deadline_scope
+from .errors import (
+    AllProvidersFailed,
+    DeliveryError,
+    InvalidMessage,
+    MailError,
+    MessageRejected,
+    ProviderUnavailable,
+    UnsupportedFeature,
+)
+from .health import Breaker, DriverHealth
+from .message import Message
+
+if TYPE_CHECKING:
+    from .config import MailerConfig
+
+__all__ = ["Attempt", "FailoverMailer", "SendResult"]
+
+logger = logging.getLogger("mailfailover")
+
+STRATEGIES = ("failover", "round_robin")
+OUTCOMES = ("sent", "unavailable", "rejected", "skipped")
+_LOUD_REASONS = frozenset({"auth", "account", "bug"})
+
+
+@attrs.frozen
+class Attempt:
+    """One driver's part in sending one message.
+
+    ``outcome`` is ``sent``, ``unavailable``, ``rejected`` or ``skipped``; ``error`` is the
+    :class:`DeliveryError` (``None`` when sent, or skipped for cooling down); ``reason``
+    says why a driver was skipped.
+    """
+
+    driver: str
+    outcome: str
+    error: DeliveryError | None = None
+    elapsed: float = 0.0
+    reason: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "driver": self.driver,
+            "outcome": self.outcome,
+            "elapsed": round(self.elapsed, 6),
+        }
+        if self.error is not None:
+            data["error"] = self.error.detail
+            data["status"] = self.error.status
+            if isinstance(self.error, ProviderUnavailable):
+                data["reason"] = self.error.reason
+                data["ambiguous"] = self.error.ambiguous
+        if self.reason is not None:
+            data["reason"] = self.reason
+        return data
+
+
+@attrs.frozen
+class SendResult:
+    """Who delivered the message: the driver, the provider's id, and every attempt."""
+
+    driver: str
+    message_id: str
+    attempts: tuple[Attempt, ...]
+    receipt: Receipt | None = attrs.field(default=None, eq=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "driver": self.driver,
+            "message_id": self.message_id,
+            "attempts": [attempt.to_dict() for attempt in self.attempts],
+        }
+
+
+@attrs.define(eq=False)
+class _Slot:
+    driver: Driver
+    breaker: Breaker
+    key: Any = None
+
+
+@attrs.define(eq=False)
+class _Chain:
+    slots: tuple[_Slot, ...]
+    users: int = 0
+    retired: list[Driver] | None = None
+
+
+class FailoverMailer:
+    """Sends messages through an ordered list of drivers, failing over between them."""
+
+    def __init__(
+        self,
+        drivers: Sequence[Driver],
+        *,
+        strategy: str = "failover",
+        failure_threshold: int = 2,
+        cooldown: float = 30.0,
+        deadline: float | None = None,
+        on_attempt: Callable[[Message, Attempt], object] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        drivers = list(drivers)
+        if not drivers:
+            raise ValueError("a FailoverMailer needs at least one driver")
+        names = [d.name for d in drivers]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"driver names must be unique; {duplicates[0]!r} is used twice")
+        self._check_policy(strategy, failure_threshold, cooldown, deadline)
+        self.strategy = strategy
+        self.failure_threshold = failure_threshold
+        self.cooldown = float(cooldown)
+        self.deadline = deadline
+        self.on_attempt = on_attempt
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._rotation = itertools.count()
+        self._chain = _Chain(tuple(_Slot(d, self._new_breaker()) for d in drivers))
+        self._source: Any = None
+        self._closed = False
+
+    @staticmethod
+    def _check_policy(
+        strategy: str, failure_threshold: int, cooldown: float, deadline: float | None
+    ) -> None:
+        if strategy not in STRATEGIES:
+            raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)}, not {strategy!r}")
+        if isinstance(failure_threshold, bool) or not isinstance(failure_threshold, int):
+            raise ValueError("failure_threshold must be a whole number")
+        if failure_threshold < 1:
+            raise ValueError("failure_threshold must be at least 1")
+        if cooldown < 0:
+            raise ValueError("cooldown may not be negative")
+        if deadline is not None and deadline <= 0:
+            raise ValueError("deadline must be positive")
+
+    def _new_breaker(self) -> Breaker:
+        return Breaker(failure_threshold=self.failure_threshold, cooldown=self.cooldown)
+
+    # -- construction from configuration ---------------------------------------------------
+
+    @classmethod
+    def from_config(
+        cls,
+        source: str | os.PathLike[str] | Mapping[str, Any] | None = None,
+        **options: Any,
+    ) -> FailoverMailer:
+        """Build a mailer from a YAML file, a folder of them, a dict, or the default lookup.
+
+        ``options`` (``on_attempt``, ``clock``, ``deadline``...) are passed to the
+        constructor and win over the file.
+        """
+        from .config import build_drivers, load_config
+
+        config = load_config(source)
+        drivers = build_drivers(config)
+        try:
+            mailer = cls(drivers, **{**config.mailer_options(), **options})
+        except BaseException:
+            for driver in drivers:
+                driver.close()
+            raise
+        mailer._source = source
+        mailer.config = config
+        for slot, spec in zip(mailer._chain.slots, config.drivers, strict=True):
+            slot.key = spec.key
+        return mailer
+
+    config: MailerConfig | None = None
+
+    def reload(self) -> None:
+        """Re-read the configuration this mailer was built from, atomically.
+
+        Drivers whose name, module and settings are unchanged keep their connections and
+        health; new ones start healthy; removed ones are closed once no send uses them.
+        If the new configuration is invalid, :class:`ConfigError` is raised and the mailer
+        keeps the old one.
+        """
+        if self.config is None:
+            raise RuntimeError("only a mailer built by from_config() can reload")
+        from .config import build_driver, load_config
+
+        config = load_config(self._source)
+        options = config.mailer_options()
+        strategy = options.get("strategy", "failover")
+        threshold = options.get("failure_threshold", 2)
+        cooldown = float(options.get("cooldown", 30.0))
+        self._check_policy(strategy, threshold, cooldown, options.get("deadline"))
+        with self._lock:
+            current = {slot.key: slot for slot in self._chain.slots}
+        created: list[Driver] = []
+        slots: list[_Slot] = []
+        try:
+            for spec in config.drivers:
+                kept = current.get(spec.key)
+                if kept is not None:
+                    slots.append(kept)
+                    continue
+                driver = build_driver(spec)
+                created.append(driver)
+                slots.append(_Slot(driver, Breaker(threshold, cooldown), spec.key))
+        except BaseException:
+            for driver in created:
+                driver.close()
+            raise
+        kept_ids = {id(slot) for slot in slots}
+        with self._lock:
+            old = self._chain
+            self.strategy, self.failure_threshold, self.cooldown = strategy, threshold, cooldown
+            self.deadline = options.get("deadline")
+            for slot in slots:
+                slot.breaker.failure_threshold, slot.breaker.cooldown = threshold, cooldown
+            self._chain = _Chain(tuple(slots))
+            old.retired = [s.driver for s in old.slots if id(s) not in kept_ids]
+            close_now = old.retired if old.users == 0 else []
+            self.config = config
+        for driver in close_now:
+            driver.close()
+        logger.info("configuration reloaded: %s", ", ".join(s.driver.name for s in slots))
+
+    # -- sending ---------------------------------------------------------------------------
+
+    @property
+    def drivers(self) -> tuple[Driver, ...]:
+        """The drivers in configured order."""
+        return tuple(slot.driver for slot in self._chain.slots)
+
+    def send(self, message: Message) -> SendResult:
+        """Deliver ``message`` through the first driver that can, or raise.
+
+        Raises :class:`MessageRejected` (a provider refused the message; nothing else is
+        tried) or :class:`AllProvidersFailed` (every driver was unavailable or skipped, or the
+        deadline ran out), both carrying ``attempts``.
+        """
+        if not isinstance(message, Message):
+            raise InvalidMessage("send() takes a mailfailover.Message", field=None)
+        if self._closed:
+            raise RuntimeError("this mailer is closed")
+        with self._lock:
+            chain = self._chain
+            chain.users += 1
+            slots = list(chain.slots)
+            if self.strategy == "round_robin":
+                start = next(self._rotation) % len(slots)
+                slots = slots[start:] + slots[:start]
+            deadline = self.deadline
+        try:
+            return self._send(message, slots, deadline)
+        finally:
+            self._release_chain(chain)
+
+    def _send(self, message: Message, slots: list[_Slot], deadline: float | None) -> SendResult:
+        attempts: list[Attempt] = []
+        end = None if deadline is None else self._clock() + deadline
+        with self._lock:
+            now = self._clock()
+            any_ready = any(slot.breaker.until is None or
+                            (now >= slot.breaker.until and not slot.breaker.probing)
+                            for slot in slots)  # fmt: skip
+        deferred: list[_Slot] = []
+        if any_ready:
+            for slot in slots:
+                if end is not None and self._clock() >= end:
+                    raise self._out_of_time(attempts)
+                with self._lock:
+                    now = self._clock()
+                    acquired = slot.breaker.acquire(now)
+                    until = slot.breaker.until
+                if not acquired:
+                    deferred.append(slot)
+                    left = 0.0 if until is None else until - now
+                    why = f"cooling down ({left:.1f} s left)" if left > 0 else "probe in progress"
+                    self._record(
+                        message, attempts, Attempt(slot.driver.name, "skipped", reason=why)
+                    )
+                    continue
+                result = self._attempt(message, slot, attempts, end)
+                if result is not None:
+                    return result
+        else:
+            deferred = list(slots)
+        if deferred:
+            with self._lock:
+                deferred.sort(key=lambda s: s.breaker.opened_at or 0.0)
+            for slot in deferred:
+                if end is not None and self._clock() >= end:
+                    raise self._out_of_time(attempts)
+                with self._lock:
+                    slot.breaker.force()
+                result = self._attempt(message, slot, attempts, end)
+                if result is not None:
+                    return result
+        raise AllProvidersFailed(attempts)
+
+    @staticmethod
+    def _out_of_time(attempts: list[Attempt]) -> AllProvidersFailed:
+        return AllProvidersFailed(attempts, reason="the send deadline ran out")
+
+    def _attempt(
+        self, message: Message, slot: _Slot, attempts: list[Attempt], end: float | None
+    ) -> SendResult | None:
+        driver, breaker = slot.driver, slot.breaker
+        started = self._clock()
+        settled = False
+        try:
+            budget = None if end is None else max(end - started, 0.001)
+            with deadline_scope(budget):
+                receipt = driver.send(message)
+        except UnsupportedFeature as exc:
+            exc.with_driver(driver.name)
+            with self._lock:
+                breaker.release()
+            settled = True
+            logger.info("%s skipped: %s", driver.name, exc.detail)
+            self._record(message, attempts, Attempt(
+                driver.name, "skipped", exc, self._clock() - started, reason="unsupported"
+            ))  # fmt: skip
+            return None
+        except MessageRejected as exc:
+            exc.with_driver(driver.name)
+            with self._lock:
+                breaker.answered()
+            settled = True
+            logger.warning("%s rejected the message: %s", driver.name, exc.detail)
+            self._record(message, attempts, Attempt(
+                driver.name, "rejected", exc, self._clock() - started
+            ))  # fmt: skip
+            exc.attempts = tuple(attempts)
+            raise
+        except Exception as exc:
+            error = self._as_unavailable(driver, exc)
+            with self._lock:
+                breaker.failure(
+                    self._clock(), f"{error.reason}: {error.detail}"[:300], error.retry_after
+                )
+            settled = True
+            level = logging.ERROR if error.reason in _LOUD_REASONS else logging.WARNING
+            logger.log(
+                level, "%s unavailable (%s%s): %s", driver.name, error.reason,
+                ", ambiguous" if error.ambiguous else "", error.detail,
+            )  # fmt: skip
+            self._record(message, attempts, Attempt(
+                driver.name, "unavailable", error, self._clock() - started
+            ))  # fmt: skip
+            return None
+        finally:
+            if not settled:  # KeyboardInterrupt and friends: give the probe back
+                with self._lock:
+                    if breaker.probing and breaker.until is not None:
+                        breaker.release()
+        with self._lock:
+            breaker.success()
+        attempt = Attempt(driver.name, "sent", None, self._clock() - started)
+        self._record(message, attempts, attempt)
+        return SendResult(
+            driver=driver.name,
+            message_id=receipt.message_id or message.message_id,
+            attempts=tuple(attempts),
+            receipt=receipt,
+        )
+
+    @staticmethod
+    def _as_unavailable(driver: Driver, exc: Exception) -> ProviderUnavailable:
+        if isinstance(exc, ProviderUnavailable):
+            exc.with_driver(driver.name)
+            return exc
+        if isinstance(exc, DeliveryError):
+            return ProviderUnavailable(exc.detail, reason="server_error", driver=driver.name,
+                                       status=exc.status)  # fmt: skip
+        logger.error("%s raised %s: this is a bug in the driver", driver.name,
+                     type(exc).__name__, exc_info=exc)  # fmt: skip
+        return ProviderUnavailable(
+            f"driver bug: {type(exc).__name__}", reason="bug", driver=driver.name
+        )
+
+    def _record(self, message: Message, attempts: list[Attempt], attempt: Attempt) -> None:
+        attempts.append(attempt)
+        hook = self.on_attempt
+        if hook is None:
+            return
+        try:
+            hook(message, attempt)
+        except Exception:
+            logger.exception("the on_attempt hook raised; the send goes on")
+
+    def send_many(
+        self, messages: Iterable[Message], workers: int = 4
+    ) -> list[SendResult | MailError]:
+        """Send every message; return a :class:`SendResult` or the :class:`MailError` for
+        each, in the order given. One failure never stops the others."""
+        items = list(messages)
+        if workers < 1:
+            raise ValueError("workers must be at least 1")
+        if workers == 1 or len(items) <= 1:
+            return [self._send_or_error(message) for message in items]
+        with ThreadPoolExecutor(max_workers=min(workers, len(items))) as pool:
+            return list(pool.map(self._send_or_error, items))
+
+    def _send_or_error(self, message: Message) -> SendResult | MailError:
+        try:
+            return self.send(message)
+        except MailError as exc:
+            return exc
+
+    # -- state and lifetime ----------------------------------------------------------------
+
+    def health(self) -> list[DriverHealth]:
+        """Each driver's state, in configured order."""
+        with self._lock:
+            now = self._clock()
+            return [slot.breaker.snapshot(slot.driver.name, now) for slot in self._chain.slots]
+
+    def _release_chain(self, chain: _Chain) -> None:
+        with self._lock:
+            chain.users -= 1
+            close_now = chain.retired if chain.retired and chain.users == 0 else []
+            if close_now:
+                chain.retired = []
+        for driver in close_now:
+            driver.close()
+
+    def close(self) -> None:
+        """Close every driver's connections; safe to call twice."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            drivers = [slot.driver for slot in self._chain.slots]
+        for driver in drivers:
+            try:
+                driver.close()
+            except Exception:
+                logger.exception("closing %s failed", driver.name)
+
+    def __enter__(self) -> FailoverMailer:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        names = ", ".join(repr(d.name) for d in self.drivers)
+        return f"<FailoverMailer strategy={self.strategy!r} drivers=[{names}]>"
