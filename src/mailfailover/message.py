@@ -28,7 +28,14 @@ import attrs
 
 from .errors import MISSING_PARAMETER, InvalidMessage
 
-__all__ = ["RESERVED_HEADERS", "Attachment", "Mailbox", "Message", "parse_mailbox"]
+__all__ = [
+    "RESERVED_HEADERS",
+    "Attachment",
+    "Mailbox",
+    "Message",
+    "parse_mailbox",
+    "split_addresses",
+]
 
 #: Headers a caller may not set through ``headers``: each is a field of its own, or is
 #: written by the MIME builder.
@@ -163,6 +170,35 @@ def parse_mailbox(value: str) -> Mailbox:
         domain=domain,
         ascii_domain=_ascii_domain(domain),
     )
+
+
+def split_addresses(value: str) -> list[str]:
+    """Split a comma-separated address list, respecting quotes and angle brackets.
+
+    ``'"Doe, John" <j@x.com>, b@y.com'`` gives two addresses; empty items are dropped.
+    """
+    items: list[str] = []
+    current: list[str] = []
+    quoted = escaped = False
+    depth = 0
+    for char in value:
+        if escaped:
+            escaped = False
+        elif char == "\\" and quoted:
+            escaped = True
+        elif char == '"':
+            quoted = not quoted
+        elif not quoted and char == "<":
+            depth += 1
+        elif not quoted and char == ">":
+            depth = max(depth - 1, 0)
+        elif char == "," and not quoted and depth == 0:
+            items.append("".join(current))
+            current = []
+            continue
+        current.append(char)
+    items.append("".join(current))
+    return [item.strip() for item in items if item.strip()]
 
 
 def _invalid(field: str, reason: str) -> InvalidMessage:
