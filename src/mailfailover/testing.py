@@ -25,7 +25,13 @@ from .errors import (
 )
 from .message import Attachment, Message
 
-__all__ = ["DriverContractTests", "MemoryDriver", "full_message", "simple_message"]
+__all__ = [
+    "DriverContractTests",
+    "FakeClock",
+    "MemoryDriver",
+    "full_message",
+    "simple_message",
+]
 
 #: The smallest valid PDF and PNG files, for attachments in tests.
 PDF_BYTES = b"%PDF-1.4\n1 0 obj<</Type/Catalog>>endobj\ntrailer<</Root 1 0 R>>\n%%EOF\n"
@@ -33,6 +39,20 @@ PNG_BYTES = bytes.fromhex(
     "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
     "1f15c4890000000d49444154789c6360000002000154a24f5d0000000049454e44ae426082"
 )
+
+
+class FakeClock:
+    """A monotonic clock moved by hand: pass it as ``FailoverMailer(clock=...)`` to test
+    cooldowns without sleeping."""
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
 
 
 def simple_message(**overrides: Any) -> Message:

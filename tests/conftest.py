@@ -1,0 +1,49 @@
+"""Fixtures shared by the whole suite."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from mailfailover import MemoryDriver
+from mailfailover.testing import FakeClock, simple_message
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def in_tmp_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """Run the test in an empty working directory with no MAILFAILOVER_CONFIG."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MAILFAILOVER_CONFIG", raising=False)
+    yield tmp_path
+
+
+@pytest.fixture(autouse=True)
+def _no_config_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A developer's own MAILFAILOVER_CONFIG must never steer the tests."""
+    if "MAILFAILOVER_CONFIG" in os.environ:
+        monkeypatch.delenv("MAILFAILOVER_CONFIG")
+
+
+@pytest.fixture
+def message():  # type: ignore[no-untyped-def]
+    return simple_message()
+
+
+@pytest.fixture
+def memory() -> MemoryDriver:
+    return MemoryDriver(name="memory")
+
+
+@pytest.fixture
+def mf_logs(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
+    caplog.set_level(logging.DEBUG, logger="mailfailover")
+    return caplog
