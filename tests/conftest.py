@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,11 +18,11 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-def in_tmp_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+def in_tmp_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Run the test in an empty working directory with no MAILFAILOVER_CONFIG."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MAILFAILOVER_CONFIG", raising=False)
-    yield tmp_path
+    return tmp_path
 
 
 @pytest.fixture(autouse=True)
