@@ -1,0 +1,500 @@
+"""``smtp``: delivers through any SMTP server (a relay, Gmail, Office 365, a local Postfix).
+
+Built on the standard library's :mod:`smtplib`. Connections are kept in a small pool and
+reused across sends (``RSET`` checks one is alive before it is reused), so a batch does not
+pay a TCP + TLS + AUTH handshake per message. Every failure is translated at one boundary
+(:meth:`SMTPDriver._errors`) using the phase of the transaction it happened in: only a
+failure after the whole message was handed over (waiting for the final reply) is
+``ambiguous``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import email.policy
+import functools
+import logging
+import re
+import smtplib
+import socket
+import ssl
+import threading
+from collections.abc import Iterator, Mapping
+from typing import Any, ClassVar
+
+from ..driver import Driver, Receipt, Setting, remaining_time
+from ..errors import (
+    ConfigError,
+    DeliveryError,
+    MessageRejected,
+    ProviderUnavailable,
+    UnsupportedFeature,
+)
+from ..message import Message, parse_mailbox
+
+__all__ = ["SMTPDriver"]
+
+logger = logging.getLogger("mailfailover")
+
+DEFAULT_PORTS: Mapping[str, int] = {"starttls": 587, "ssl": 465, "none": 25}
+
+# Replies that mean "your credentials or authorisation", not "your message":
+# 530 authentication required, 534 mechanism too weak, 535 invalid credentials,
+# 538 encryption required for the mechanism.
+_AUTH_CODES = frozenset({530, 534, 535, 538})
+
+# Postfix "250 2.0.0 Ok: queued as 4bX9...", Exim "250 OK id=1rAbc-000123-XY",
+# Sendmail "250 2.0.0 4A1B2C3D Message accepted for delivery".
+_QUEUE_ID = (
+    re.compile(r"queued as\s+<?([A-Za-z0-9._@:+-]+)>?", re.IGNORECASE),
+    re.compile(r"\bid=([A-Za-z0-9._@:+-]+)", re.IGNORECASE),
+    re.compile(r"^2\.\d\.\d\s+([A-Za-z0-9]{6,})\s+Message accepted", re.IGNORECASE),
+)
+
+
+class _Phase:
+    """Where the SMTP transaction is; decides how a failure is classified."""
+
+    CONNECT = "connect"  # TCP, greeting, EHLO, STARTTLS, AUTH: never ambiguous
+    ENVELOPE = "envelope"  # MAIL FROM, RCPT TO, the DATA command itself
+    CONTENT = "content"  # writing the message; the end-of-data mark is not out yet
+    SENT = "sent"  # the whole message is out; waiting for the final reply: ambiguous
+
+    def __init__(self) -> None:
+        self.value = self.CONNECT
+
+
+class _Connection:
+    """One open SMTP session, owned by one thread at a time."""
+
+    __slots__ = ("reused", "smtp")
+
+    def __init__(self, smtp: smtplib.SMTP) -> None:
+        self.smtp = smtp
+        self.reused = False
+
+    def set_timeout(self, seconds: float) -> None:
+        if self.smtp.sock is not None:
+            self.smtp.sock.settimeout(seconds)
+
+    def discard(self) -> None:
+        """Drop the connection without a goodbye (it is broken or in an unknown state)."""
+        with contextlib.suppress(OSError):
+            self.smtp.close()
+
+    def quit(self, timeout: float) -> None:
+        """Say QUIT politely, then close; a dead peer is not an error here."""
+        try:
+            self.set_timeout(timeout)
+            self.smtp.quit()
+        except OSError:
+            pass
+        finally:
+            self.discard()
+
+
+class _Pool:
+    """Idle connections, at most ``size`` of them; the lock is never held during I/O."""
+
+    def __init__(self, size: int) -> None:
+        self.size = max(size, 0)
+        self._idle: list[_Connection] = []
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def take(self) -> _Connection | None:
+        with self._lock:
+            return self._idle.pop() if self._idle else None
+
+    def give_back(self, connection: _Connection) -> bool:
+        """Keep ``connection`` for reuse; False when the caller must close it instead."""
+        with self._lock:
+            if self._closed or len(self._idle) >= self.size:
+                return False
+            self._idle.append(connection)
+            return True
+
+    def drain(self) -> list[_Connection]:
+        with self._lock:
+            self._closed = True
+            idle, self._idle = self._idle, []
+            return idle
+
+    def reopen(self) -> None:
+        with self._lock:
+            self._closed = False
+
+
+@functools.lru_cache(maxsize=1)
+def _fqdn() -> str:
+    # smtplib calls socket.getfqdn() for every connection without a local_hostname; a slow
+    # reverse DNS lookup would then be paid per connection, so it is done once.
+    return socket.getfqdn()
+
+
+class SMTPDriver(Driver):
+    """Sends through an SMTP server, reusing connections from a small thread-safe pool."""
+
+    settings_spec: ClassVar[Mapping[str, Setting]] = {
+        "host": Setting(help="the SMTP server's host name or address"),
+        "port": Setting(None, int, help="default 587 for starttls, 465 for ssl, 25 for none"),
+        "username": Setting(None, help="user name for AUTH; no AUTH when unset"),
+        "password": Setting(None, secret=True, help="password for AUTH"),
+        "security": Setting("starttls", choices=("starttls", "ssl", "none"),
+                            help="starttls (upgrade, required), ssl (implicit TLS) or none"),
+        "verify": Setting(True, bool, help="check the server's TLS certificate and host name"),
+        "ca_file": Setting(None, help="PEM file of the CAs to trust instead of the system's"),
+        "allow_insecure_auth": Setting(False, bool,
+                                       help="allow a password over an unencrypted connection"),
+        "timeout": Setting(10.0, float, help="seconds to wait for the server at each step"),
+        "local_hostname": Setting(None, help="name sent in EHLO; default the machine's FQDN"),
+        "pool_size": Setting(4, int, help="idle connections kept open for reuse (0: none)"),
+    }  # fmt: skip
+
+    def __init__(self, *, name: str, **settings: Any) -> None:
+        super().__init__(name=name, **settings)
+        s = self.settings
+        if s["port"] is None:
+            s["port"] = DEFAULT_PORTS[s["security"]]
+        if not 0 < s["port"] < 65536:
+            raise ConfigError(f"setting 'port': {s['port']} is not a TCP port", driver=name)
+        if (s["username"] is None) != (s["password"] is None):
+            raise ConfigError("'username' and 'password' go together: set both or neither",
+                              driver=name)  # fmt: skip
+        if s["username"] is not None and s["security"] == "none" and not s["allow_insecure_auth"]:
+            raise ConfigError(
+                "refusing to send a password over an unencrypted connection: use security "
+                "'starttls' or 'ssl', or set allow_insecure_auth: true",
+                driver=name,
+            )
+        self._tls = self._tls_context() if s["security"] != "none" else None
+        self._pool = _Pool(int(s["pool_size"]))
+
+    def _tls_context(self) -> ssl.SSLContext:
+        try:
+            context = ssl.create_default_context(cafile=self.settings["ca_file"])
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(
+                f"setting 'ca_file': cannot load it ({exc})", driver=self.name
+            ) from None
+        if not self.settings["verify"]:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        return context
+
+    # -- the send path ---------------------------------------------------------------------
+
+    def send(self, message: Message) -> Receipt:
+        self.check_limits(message)
+        for attempt in (1, 2):
+            phase = _Phase()
+            connection = self._checkout(phase)
+            try:
+                with self._errors(phase):
+                    receipt = self._transaction(connection, message, phase)
+            except ProviderUnavailable as exc:
+                connection.discard()
+                if attempt == 1 and connection.reused and self._worth_retrying(exc, phase):
+                    # A pooled connection the server dropped between our RSET and MAIL FROM:
+                    # nothing was sent, so one fresh connection is safe and invisible.
+                    logger.debug("%s: pooled connection dropped; reconnecting", self.name)
+                    continue
+                raise
+            except DeliveryError:
+                self._release(connection)  # the session is fine; RSET on reuse clears it
+                raise
+            except BaseException:
+                connection.discard()
+                raise
+            self._release(connection)
+            return receipt
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    @staticmethod
+    def _worth_retrying(exc: ProviderUnavailable, phase: _Phase) -> bool:
+        dropped = isinstance(exc.__cause__, (smtplib.SMTPServerDisconnected, ConnectionError)) or (
+            exc.status == 421
+        )
+        return dropped and phase.value in (_Phase.CONNECT, _Phase.ENVELOPE)
+
+    def _transaction(self, connection: _Connection, message: Message, phase: _Phase) -> Receipt:
+        smtp = connection.smtp
+        phase.value = _Phase.ENVELOPE
+        connection.set_timeout(self._timeout())
+        utf8 = message.needs_smtputf8
+        if utf8 and not smtp.has_extn("smtputf8"):
+            raise UnsupportedFeature(
+                "an address has a non-ASCII local part and the server does not offer SMTPUTF8",
+                field="to",
+                driver=self.name,
+            )
+        eight_bit = smtp.has_extn("8bitmime")
+        if utf8:
+            policy = email.policy.SMTPUTF8
+        elif eight_bit:
+            policy = email.policy.SMTP
+        else:
+            policy = email.policy.SMTP.clone(cte_type="7bit")  # qp/base64 for a 7-bit server
+        data = _wire(message.to_mime(policy=policy).as_bytes())
+        options: list[str] = []
+        if utf8:
+            options.append("SMTPUTF8")
+        if eight_bit and (utf8 or not data.isascii()):
+            options.append("BODY=8BITMIME")
+        if smtp.has_extn("size"):
+            options.append(f"SIZE={len(data)}")
+
+        sender = message.sender_mailbox
+        code, reply = smtp.mail(sender.email if utf8 else sender.ascii_email, options)
+        if code != 250:
+            raise self._reply_error(code, reply, "MAIL FROM", phase)
+
+        accepted: list[str] = []
+        refused: dict[str, tuple[int, str]] = {}
+        for recipient in message.recipients():
+            address = recipient if utf8 else parse_mailbox(recipient).ascii_email
+            code, reply = smtp.rcpt(address)
+            if code == 421:
+                raise self._reply_error(code, reply, "RCPT TO", phase)
+            if 200 <= code < 300:
+                accepted.append(recipient)
+            else:
+                refused[recipient] = (code, _text(reply))
+        if not accepted:
+            raise self._all_refused(refused)
+
+        code, reply = smtp.docmd("DATA")
+        if code != 354:
+            raise self._reply_error(code, reply, "DATA", phase)
+        phase.value = _Phase.CONTENT
+        smtp.send(data)
+        phase.value = _Phase.SENT
+        code, reply = smtp.getreply()
+        if code != 250:
+            raise self._reply_error(code, reply, "end of DATA", phase)
+        text = _text(reply)
+        return Receipt(
+            driver=self.name,
+            message_id=_queue_id(text) or message.message_id,
+            response={
+                "code": code,
+                "reply": text,
+                "refused": {rcpt: {"code": c, "reply": r} for rcpt, (c, r) in refused.items()},
+            },
+            refused_recipients=tuple(refused),
+        )
+
+    # -- connections -----------------------------------------------------------------------
+
+    def _timeout(self) -> float:
+        timeout = float(self.settings["timeout"])
+        left = remaining_time()
+        return timeout if left is None else min(timeout, left)
+
+    def _checkout(self, phase: _Phase) -> _Connection:
+        """An idle connection that answers RSET, else a new one."""
+        for _ in range(self._pool.size + 1):
+            connection = self._pool.take()
+            if connection is None:
+                break
+            if self._alive(connection):
+                connection.reused = True
+                return connection
+            connection.discard()
+        with self._errors(phase):
+            return self._connect()
+
+    def _alive(self, connection: _Connection) -> bool:
+        try:
+            connection.set_timeout(self._timeout())
+            code, _ = connection.smtp.rset()
+        except OSError:
+            return False
+        return code == 250
+
+    def _connect(self) -> _Connection:
+        s = self.settings
+        local_hostname = s["local_hostname"] or _fqdn()
+        smtp: smtplib.SMTP
+        if s["security"] == "ssl":
+            smtp = smtplib.SMTP_SSL(
+                local_hostname=local_hostname, timeout=self._timeout(), context=self._tls
+            )
+        else:
+            smtp = smtplib.SMTP(local_hostname=local_hostname, timeout=self._timeout())
+        # smtplib only records the host for TLS's server_hostname when the constructor
+        # connects; connecting here instead keeps the socket closable on every failure.
+        smtp._host = s["host"]  # type: ignore[attr-defined]
+        try:
+            code, reply = smtp.connect(s["host"], s["port"])
+            if code != 220:
+                raise smtplib.SMTPConnectError(code, reply)
+            smtp.ehlo_or_helo_if_needed()
+            if s["security"] == "starttls":
+                if not smtp.has_extn("starttls"):
+                    raise ProviderUnavailable(
+                        "the server does not offer STARTTLS; refusing to continue without TLS",
+                        reason="connection",
+                        driver=self.name,
+                    )
+                smtp.starttls(context=self._tls)
+                smtp.ehlo()
+            if s["username"] is not None:
+                self._login(smtp)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                smtp.close()
+            raise
+        return _Connection(smtp)
+
+    def _login(self, smtp: smtplib.SMTP) -> None:
+        """AUTH with one mechanism: PLAIN, else LOGIN, else CRAM-MD5.
+
+        ``smtplib.login`` tries every offered mechanism in turn; after a 535 that only
+        repeats the wrong password, and some servers answer a second attempt with silence.
+        """
+        if not smtp.has_extn("auth"):
+            raise smtplib.SMTPNotSupportedError("the server does not offer AUTH")
+        offered = smtp.esmtp_features["auth"].upper().split()
+        smtp.user, smtp.password = self.settings["username"], self.settings["password"]
+        for mechanism, method in (
+            ("PLAIN", smtp.auth_plain),
+            ("LOGIN", smtp.auth_login),
+            ("CRAM-MD5", smtp.auth_cram_md5),
+        ):
+            if mechanism in offered:
+                smtp.auth(mechanism, method)
+                return
+        raise smtplib.SMTPNotSupportedError(
+            "the server offers no AUTH mechanism this driver speaks (PLAIN, LOGIN, CRAM-MD5)"
+        )
+
+    def _release(self, connection: _Connection) -> None:
+        connection.reused = False
+        if not self._pool.give_back(connection):
+            connection.quit(min(self._timeout(), 2.0))
+
+    def close(self) -> None:
+        """Close every idle connection; connections in use close when their send ends."""
+        for connection in self._pool.drain():
+            connection.quit(min(float(self.settings["timeout"]), 2.0))
+
+    # -- the one error boundary ------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _errors(self, phase: _Phase) -> Iterator[None]:
+        """Translate smtplib, socket and TLS exceptions, by phase, into our own."""
+        try:
+            yield
+        except DeliveryError as exc:
+            exc.with_driver(self.name)
+            raise
+        except OSError as exc:  # smtplib.SMTPException, socket and ssl errors all are
+            raise self._transport_error(exc, phase) from exc
+
+    def _transport_error(self, exc: OSError, phase: _Phase) -> DeliveryError:
+        where = f"{self.settings['host']}:{self.settings['port']}"
+        ambiguous = phase.value == _Phase.SENT
+        if isinstance(exc, smtplib.SMTPAuthenticationError):
+            return ProviderUnavailable(
+                f"authentication failed: {exc.smtp_code} {_text(exc.smtp_error)}",
+                reason="auth",
+                status=exc.smtp_code,
+                driver=self.name,
+            )
+        if isinstance(exc, smtplib.SMTPNotSupportedError):
+            return ProviderUnavailable(
+                f"{where}: {exc}",
+                reason="auth" if "AUTH" in str(exc) else "connection",
+                driver=self.name,
+            )
+        if isinstance(exc, smtplib.SMTPResponseException):
+            return self._reply_error(exc.smtp_code, exc.smtp_error, _step(exc), phase)
+        # smtplib turns a read timeout into SMTPServerDisconnected; the cause tells them apart.
+        if isinstance(exc, TimeoutError) or isinstance(exc.__context__, TimeoutError):
+            return ProviderUnavailable(
+                f"no answer from {where} within the timeout during {phase.value}",
+                reason="timeout",
+                ambiguous=ambiguous,
+                driver=self.name,
+            )
+        if isinstance(exc, ssl.SSLCertVerificationError):
+            return ProviderUnavailable(
+                f"TLS certificate of {where} not trusted: {exc.verify_message}",
+                reason="connection",
+                driver=self.name,
+            )
+        if isinstance(exc, smtplib.SMTPServerDisconnected):
+            detail = f"{where} closed the connection during {phase.value}"
+        elif isinstance(exc, ConnectionRefusedError):
+            detail = f"connection to {where} refused"
+        else:
+            detail = f"connection to {where} failed during {phase.value}: {type(exc).__name__}"
+            if exc.strerror:
+                detail += f" ({exc.strerror})"
+        return ProviderUnavailable(
+            detail,
+            reason="connection",
+            ambiguous=ambiguous and not isinstance(exc, ConnectionRefusedError),
+            driver=self.name,
+        )
+
+    def _reply_error(
+        self, code: int, reply: bytes | str, step: str, phase: _Phase
+    ) -> DeliveryError:
+        """Classify a negative SMTP reply to ``step``."""
+        detail = f"{step}: {code} {_text(reply)}"
+        kwargs: dict[str, Any] = {"driver": self.name, "status": code}
+        if code in _AUTH_CODES:
+            return ProviderUnavailable(detail, reason="auth", **kwargs)
+        if phase.value == _Phase.CONNECT or code == 421 or 400 <= code < 500:
+            return ProviderUnavailable(detail, reason="server_error", **kwargs)
+        if 500 <= code < 600:  # bad sender, message too large (552), content refused
+            return MessageRejected(detail, **kwargs)
+        return ProviderUnavailable(f"unexpected reply to {detail}", reason="bad_response", **kwargs)
+
+    def _all_refused(self, refused: Mapping[str, tuple[int, str]]) -> DeliveryError:
+        summary = "; ".join(f"{rcpt}: {code} {text}" for rcpt, (code, text) in refused.items())
+        codes = [code for code, _ in refused.values()]
+        response = {rcpt: {"code": c, "reply": r} for rcpt, (c, r) in refused.items()}
+        detail = f"every recipient was refused: {summary}"[:1000]
+        status = codes[0] if codes else None
+        if all(500 <= code < 600 for code in codes):
+            return MessageRejected(detail, status=status, response=response, driver=self.name)
+        # Some refusals are temporary (4xx): another provider, or later, may deliver.
+        return ProviderUnavailable(
+            detail, reason="server_error", status=status, response=response, driver=self.name
+        )
+
+
+def _step(exc: smtplib.SMTPResponseException) -> str:
+    if isinstance(exc, smtplib.SMTPConnectError):
+        return "greeting"
+    if isinstance(exc, smtplib.SMTPHeloError):
+        return "EHLO"
+    return "STARTTLS" if exc.smtp_code in (454, 501) else "server reply"
+
+
+def _text(reply: bytes | str) -> str:
+    text = reply.decode("utf-8", "replace") if isinstance(reply, bytes) else str(reply)
+    return " ".join(text.split())[:500]
+
+
+def _queue_id(reply: str) -> str | None:
+    for pattern in _QUEUE_ID:
+        found = pattern.search(reply)
+        if found:
+            return found.group(1)
+    return None
+
+
+_LINE_ENDS = re.compile(rb"\r\n|\r|\n")
+_LEADING_DOT = re.compile(rb"^\.", re.MULTILINE)
+
+
+def _wire(data: bytes) -> bytes:
+    """The message as SMTP DATA: CRLF line ends, leading dots doubled, the end mark added."""
+    data = _LEADING_DOT.sub(b"..", _LINE_ENDS.sub(b"\r\n", data))
+    if not data.endswith(b"\r\n"):
+        data += b"\r\n"
+    return data + b".\r\n"
