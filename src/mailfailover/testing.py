@@ -28,6 +28,7 @@ from .message import Attachment, Message
 __all__ = [
     "DriverContractTests",
     "FakeClock",
+    "HttpDriverContractTests",
     "MemoryDriver",
     "full_message",
     "simple_message",
@@ -195,3 +196,127 @@ class DriverContractTests:
         """close() may be called twice."""
         contract_driver.close()
         contract_driver.close()
+
+
+def _refused() -> Exception:
+    import requests
+    import urllib3.exceptions
+
+    reason = urllib3.exceptions.NewConnectionError(None, "Connection refused")  # type: ignore[arg-type]
+    return requests.ConnectionError(urllib3.exceptions.MaxRetryError(None, "/", reason))  # type: ignore[arg-type]
+
+
+def _reset() -> Exception:
+    import requests
+    import urllib3.exceptions
+
+    cause = urllib3.exceptions.ProtocolError("Connection aborted.", ConnectionResetError(104, "x"))
+    return requests.ConnectionError(cause)
+
+
+#: Transport failures every HTTP driver must map: (id, exception factory, reason, ambiguous).
+TRANSPORT_FAILURES: tuple[tuple[str, Any, str, bool], ...] = (
+    ("connect-timeout", lambda: __import__("requests").ConnectTimeout(), "timeout", False),
+    ("read-timeout", lambda: __import__("requests").ReadTimeout(), "timeout", True),
+    ("refused", _refused, "connection", False),
+    ("reset-after-send", _reset, "connection", True),
+)
+
+
+class HttpDriverContractTests(DriverContractTests):
+    """The contract of a driver built on :class:`~mailfailover.drivers._http.HttpDriver`,
+    checked with ``responses`` (which must be installed).
+
+    Set ``endpoint`` (the full URL :meth:`make_driver`'s driver posts to) and the three
+    canned answers as keyword arguments for ``responses.add`` (``status``, ``json`` or
+    ``body``, ``headers``). On top of :class:`DriverContractTests` this checks every transport
+    failure (reason and ``ambiguous``), ``Retry-After``, and the failover decision in front
+    of a :class:`MemoryDriver`.
+    """
+
+    endpoint: ClassVar[str] = ""
+    method: ClassVar[str] = "POST"
+    success_response: ClassVar[dict[str, Any]] = {}
+    rejection_response: ClassVar[dict[str, Any]] = {}
+    unavailable_response: ClassVar[dict[str, Any]] = {"status": 503, "body": "Service Unavailable"}
+
+    @pytest.fixture(autouse=True)
+    def _http_mock(self) -> Iterator[None]:
+        import responses
+
+        with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+            self.http = mock
+            yield
+
+    def _answer(self, **kwargs: Any) -> None:
+        self.http.add(self.method, self.endpoint, **kwargs)
+
+    def arrange_success(self) -> None:
+        self._answer(**self.success_response)
+
+    def arrange_unavailable(self) -> None:
+        self._answer(**self.unavailable_response)
+
+    def arrange_rejection(self) -> None:
+        self._answer(**self.rejection_response)
+
+    def requests_made(self) -> int:
+        return len(self.http.calls)
+
+    @pytest.mark.parametrize(
+        ("make_error", "reason", "ambiguous"),
+        [case[1:] for case in TRANSPORT_FAILURES],
+        ids=[case[0] for case in TRANSPORT_FAILURES],
+    )
+    def test_contract_transport_failures(
+        self, contract_driver: Driver, make_error: Any, reason: str, ambiguous: bool
+    ) -> None:
+        """Timeouts, refused and reset connections are unavailable, ambiguous only after send."""
+        self._answer(body=make_error())
+        with pytest.raises(ProviderUnavailable) as caught:
+            contract_driver.send(simple_message())
+        assert (caught.value.reason, caught.value.ambiguous) == (reason, ambiguous)
+        assert caught.value.status is None
+        assert caught.value.driver == contract_driver.name
+        self._assert_no_secret(str(caught.value))
+
+    def test_contract_retry_after_is_read(self, contract_driver: Driver) -> None:
+        """A 429 with Retry-After: 120 is unavailable and asks for 120 seconds."""
+        self._answer(status=429, json={"message": "Too many requests"},
+                     headers={"Retry-After": "120"})  # fmt: skip
+        with pytest.raises(ProviderUnavailable) as caught:
+            contract_driver.send(simple_message())
+        assert caught.value.reason == "rate_limited"
+        assert caught.value.retry_after == 120
+
+    @pytest.mark.parametrize("fault", ["server", "rate_limited", "timeout", "refused"])
+    def test_contract_fails_over_to_a_memory_driver(
+        self, contract_driver: Driver, fault: str
+    ) -> None:
+        """Each transient failure in front of a memory driver delivers through it."""
+        from .mailer import FailoverMailer
+
+        if fault == "server":
+            self.arrange_unavailable()
+        elif fault == "rate_limited":
+            self._answer(status=429, json={"message": "slow down"}, headers={"Retry-After": "5"})
+        elif fault == "timeout":
+            self._answer(body=TRANSPORT_FAILURES[1][1]())
+        else:
+            self._answer(body=_refused())
+        backup = MemoryDriver(name="backup")
+        result = FailoverMailer([contract_driver, backup]).send(simple_message())
+        assert result.driver == "backup"
+        assert [a.outcome for a in result.attempts] == ["unavailable", "sent"]
+        assert len(backup.outbox) == 1
+
+    def test_contract_rejection_is_not_failed_over(self, contract_driver: Driver) -> None:
+        """A rejection in front of a memory driver stops there: the backup gets nothing."""
+        from .mailer import FailoverMailer
+
+        self.arrange_rejection()
+        backup = MemoryDriver(name="backup")
+        with pytest.raises(MessageRejected):
+            FailoverMailer([contract_driver, backup]).send(simple_message())
+        assert backup.outbox == []
+        assert backup.calls == 0
