@@ -1,0 +1,253 @@
+"""``ses``: Amazon SES v2 ``SendEmail`` with the raw MIME message (extra ``ses``: boto3).
+
+The message is built by :meth:`Message.to_mime` like every other transport and sent as
+``Content.Raw.Data``; the envelope goes in ``Destination`` (so Bcc stays out of the
+headers). Tags become SES ``EmailTags`` (``{"Name": tag, "Value": "true"}``) when they meet
+SES's rules; metadata travels as one ``X-Metadata`` header holding a JSON object.
+
+boto3 retries are turned off (one attempt): retrying is the mailer's job, and a silent
+retry after a read timeout could send the message twice.
+
+Error codes are botocore's, read from its ``sesv2`` service model (``SendEmail``'s error
+shapes): ``TooManyRequestsException`` (429), ``LimitExceededException``,
+``AccountSuspendedException``, ``SendingPausedException``, ``MessageRejected``,
+``MailFromDomainNotVerifiedException``, ``NotFoundException`` (404),
+``BadRequestException`` (all 400 unless noted).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import re
+import threading
+from collections.abc import Iterator, Mapping
+from typing import Any, ClassVar
+
+from .. import __version__
+from ..driver import Driver, Receipt, Setting, remaining_time, require
+from ..errors import ConfigError, DeliveryError, MessageRejected, ProviderUnavailable
+from ..message import Message, parse_mailbox
+
+__all__ = ["SESDriver"]
+
+#: SES message tag names and values: ASCII letters, digits, underscore, dash; at most 256.
+_TAG = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
+METADATA_HEADER = "X-Metadata"
+
+# The message itself is at fault: no other provider is tried.
+_REJECTED = frozenset(
+    {"MessageRejected", "MailFromDomainNotVerifiedException", "BadRequestException"}
+)
+_RATE_LIMITED = frozenset({
+    "TooManyRequestsException", "LimitExceededException", "Throttling", "ThrottlingException",
+    "RequestThrottled", "RequestLimitExceeded", "SlowDown",
+})  # fmt: skip
+_ACCOUNT = frozenset({"SendingPausedException", "AccountSuspendedException", "NotFoundException"})
+_AUTH = frozenset({
+    "UnrecognizedClientException", "InvalidClientTokenId", "SignatureDoesNotMatch",
+    "IncompleteSignature", "InvalidSignatureException", "MissingAuthenticationToken",
+    "AccessDenied", "AccessDeniedException", "ExpiredToken", "ExpiredTokenException",
+    "RequestExpired", "AuthFailure", "NotAuthorized", "OptInRequired",
+})  # fmt: skip
+_SERVER = frozenset(
+    {"InternalFailure", "InternalError", "ServiceUnavailable", "InternalServerError"}
+)
+
+
+class SESDriver(Driver):
+    """Sends through Amazon SES (API v2) with boto3; credentials default to AWS's chain."""
+
+    settings_spec: ClassVar[Mapping[str, Setting]] = {
+        "region": Setting(help="AWS region of the SES account, e.g. us-east-1"),
+        "access_key_id": Setting(None, secret=True, help="default: the AWS credential chain"),
+        "secret_access_key": Setting(None, secret=True, help="with access_key_id"),
+        "session_token": Setting(None, secret=True, help="for temporary credentials"),
+        "profile": Setting(None, help="a named profile from ~/.aws/config"),
+        "endpoint_url": Setting(None, help="replaces the SES endpoint (VPC endpoints, tests)"),
+        "configuration_set": Setting(None, help="SES configuration set for event publishing"),
+        "timeout": Setting(10.0, float, help="seconds to wait for SES's answer"),
+        "connect_timeout": Setting(5.0, float, help="seconds to wait for a connection"),
+    }
+    max_recipients: ClassVar[int | None] = 50
+    max_message_bytes: ClassVar[int | None] = 40 * 1024 * 1024
+
+    def __init__(self, *, name: str, **settings: Any) -> None:
+        super().__init__(name=name, **settings)
+        s = self.settings
+        if (s["access_key_id"] is None) != (s["secret_access_key"] is None):
+            raise ConfigError(
+                "'access_key_id' and 'secret_access_key' go together: set both or neither",
+                driver=name,
+            )
+        boto3 = require("boto3", "ses", driver=name)
+        self._exceptions = require("botocore.exceptions", "ses", driver=name)
+        config = require("botocore.config", "ses", driver=name)
+        self._config_module = config
+        self._lock = threading.Lock()
+        self._short_clients: dict[int, Any] = {}
+        try:
+            self._session = session = boto3.session.Session(
+                aws_access_key_id=s["access_key_id"],
+                aws_secret_access_key=s["secret_access_key"],
+                aws_session_token=s["session_token"],
+                profile_name=s["profile"],
+                region_name=s["region"],
+            )
+            self._client_config = config.Config(
+                connect_timeout=float(s["connect_timeout"]),
+                read_timeout=float(s["timeout"]),
+                retries={"total_max_attempts": 1},
+                user_agent_extra=f"mailfailover/{__version__}",
+            )
+            self.client: Any = session.client(
+                "sesv2", endpoint_url=s["endpoint_url"], config=self._client_config
+            )
+        except self._exceptions.BotoCoreError as exc:  # ProfileNotFound, bad endpoint URL...
+            raise ConfigError(f"cannot set up the SES client: {self._scrub(str(exc))}",
+                              driver=name) from None  # fmt: skip
+
+    # -- the send path ---------------------------------------------------------------------
+
+    def send(self, message: Message) -> Receipt:
+        request = self.build_request(message)
+        with self._errors():
+            answer = self._client_for_deadline().send_email(**request)
+        message_id = answer.get("MessageId") if isinstance(answer, Mapping) else None
+        if not isinstance(message_id, str) or not message_id:
+            raise ProviderUnavailable(
+                "SES answered without a MessageId", reason="bad_response", driver=self.name
+            )
+        return Receipt(driver=self.name, message_id=message_id, response={"MessageId": message_id})
+
+    def build_request(self, message: Message) -> dict[str, Any]:
+        """The ``SendEmail`` arguments; raises UnsupportedFeature for what SES cannot carry."""
+        self.check_limits(message)
+        if message.needs_smtputf8:
+            self.unsupported(
+                "SES does not accept addresses with a non-ASCII local part", field="to"
+            )
+        bad_tags = [tag for tag in message.tags if not _TAG.match(tag)]
+        if bad_tags:
+            self.unsupported(
+                f"tag {bad_tags[0]!r} does not fit SES's rules (ASCII letters, digits, _ and -, "
+                "at most 256 characters)",
+                field="tags",
+            )
+        if message.metadata and any(h.lower() == METADATA_HEADER.lower() for h in message.headers):
+            self.unsupported(f"metadata needs the {METADATA_HEADER} header, already set",
+                             field="metadata")  # fmt: skip
+        mime = message.to_mime()
+        if message.metadata:
+            mime[METADATA_HEADER] = json.dumps(message.metadata, sort_keys=True)
+        request: dict[str, Any] = {
+            "FromEmailAddress": message.sender_mailbox.ascii_email,
+            "Destination": {
+                "ToAddresses": [parse_mailbox(r).ascii_email for r in message.recipients()]
+            },
+            "Content": {"Raw": {"Data": mime.as_bytes()}},
+        }
+        if message.tags:
+            request["EmailTags"] = [{"Name": tag, "Value": "true"} for tag in message.tags]
+        if self.settings["configuration_set"]:
+            request["ConfigurationSetName"] = self.settings["configuration_set"]
+        return request
+
+    def _client_for_deadline(self) -> Any:
+        """The client, or one whose timeouts fit the mailer's remaining deadline.
+
+        botocore fixes timeouts per client, so shorter ones need another client; they are
+        cached per whole second (at most ``timeout`` + 1 of them).
+        """
+        left = remaining_time()
+        if left is None or left >= float(self.settings["timeout"]):
+            return self.client
+        seconds = max(1, math.ceil(left))
+        with self._lock:
+            client = self._short_clients.get(seconds)
+            if client is None:
+                config = self._client_config.merge(
+                    self._config_module.Config(
+                        connect_timeout=min(float(self.settings["connect_timeout"]), seconds),
+                        read_timeout=seconds,
+                    )
+                )
+                client = self._session.client(
+                    "sesv2", endpoint_url=self.settings["endpoint_url"], config=config
+                )
+                self._short_clients[seconds] = client
+        return client
+
+    # -- the one error boundary ------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _errors(self) -> Iterator[None]:
+        """Translate botocore's exceptions into ours."""
+        exceptions = self._exceptions
+        try:
+            yield
+        except exceptions.ClientError as exc:
+            raise self._client_error(exc) from exc
+        except exceptions.BotoCoreError as exc:
+            raise self._transport_error(exc) from exc
+
+    def _client_error(self, exc: Any) -> DeliveryError:
+        error = exc.response.get("Error", {})
+        code = str(error.get("Code") or "")
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        detail = self._scrub(str(error.get("Message") or code or "SES error"))[:500]
+        kwargs: dict[str, Any] = {
+            "driver": self.name, "status": status, "provider_code": code or None,
+            "response": {"Code": code, "Message": detail},
+        }  # fmt: skip
+        if code in _REJECTED:
+            return MessageRejected(detail, **kwargs)
+        if code in _RATE_LIMITED or status == 429:
+            return ProviderUnavailable(detail, reason="rate_limited", **kwargs)
+        if code in _ACCOUNT:
+            return ProviderUnavailable(detail, reason="account", **kwargs)
+        if code in _AUTH or status in (401, 403):
+            return ProviderUnavailable(detail, reason="auth", **kwargs)
+        if code in _SERVER or (isinstance(status, int) and status >= 500):
+            return ProviderUnavailable(detail, reason="server_error", **kwargs)
+        if isinstance(status, int) and 400 <= status < 500:
+            return MessageRejected(detail, **kwargs)  # an unlisted 4xx about the request
+        return ProviderUnavailable(detail, reason="bad_response", **kwargs)
+
+    def _transport_error(self, exc: Any) -> ProviderUnavailable:
+        e = self._exceptions
+        detail = f"{type(exc).__name__}: {self._scrub(str(exc))}"[:500]
+        if isinstance(exc, e.ConnectTimeoutError):
+            return ProviderUnavailable(detail, reason="timeout", driver=self.name)
+        if isinstance(exc, e.ReadTimeoutError):
+            return ProviderUnavailable(detail, reason="timeout", ambiguous=True, driver=self.name)
+        if isinstance(exc, e.ConnectionError):  # refused, DNS, TLS, proxy: nothing was sent
+            return ProviderUnavailable(detail, reason="connection", driver=self.name)
+        if isinstance(exc, e.HTTPClientError):  # closed or reset after the request was sent
+            return ProviderUnavailable(
+                detail, reason="connection", ambiguous=True, driver=self.name
+            )
+        credential_errors = (
+            e.NoCredentialsError, e.PartialCredentialsError, e.CredentialRetrievalError,
+            e.NoAuthTokenError, e.TokenRetrievalError,
+        )  # fmt: skip
+        if isinstance(exc, credential_errors):
+            return ProviderUnavailable(detail, reason="auth", driver=self.name)
+        return ProviderUnavailable(detail, reason="bug", driver=self.name)
+
+    def _scrub(self, text: str) -> str:
+        """``text`` without any configured credential (AWS echoes some in signature errors)."""
+        for key in ("access_key_id", "secret_access_key", "session_token"):
+            secret = self.settings.get(key)
+            if secret:
+                text = text.replace(str(secret), "***")
+        return text
+
+    def close(self) -> None:
+        with self._lock:
+            clients = [self.client, *self._short_clients.values()]
+            self._short_clients.clear()
+        for client in clients:
+            with contextlib.suppress(Exception):  # closing is best effort; nothing to report
+                client.close()
