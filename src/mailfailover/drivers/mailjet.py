@@ -1,0 +1,216 @@
+"""``mailjet``: Mailjet Send API v3.1 (``POST /v3.1/send``, HTTP Basic ``api_key:secret_key``).
+
+One message per request, in ``Messages[0]``. Mailjet answers per message: a 200 (or a 400
+for a bulk request) can carry ``{"Status": "error", "Errors": [...]}`` for the message,
+which is the failure it says, whatever the HTTP status. The provider's ids are per
+recipient (``Messages[0].To[*].MessageUUID``); the receipt keeps the first one and the
+whole answer. Mailjet forbids a ``Message-ID`` header, so the stable id goes in
+``CustomID``, which Mailjet hands back in its events.
+"""
+
+from __future__ import annotations
+
+import json
+import mimetypes
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+import requests
+
+from ..driver import Receipt, Setting
+from ..errors import DeliveryError, MessageRejected, ProviderUnavailable
+from ..message import Attachment, Mailbox, Message
+from ._http import B64, HTTP_SETTINGS, HttpDriver, HttpRequest
+
+__all__ = ["MailjetDriver"]
+
+#: Headers Mailjet refuses in ``Headers`` (send-0011): each has a message property, or is
+#: Mailjet's own. From the v3.1 guide's "List of forbidden headers", plus Reply-To.
+FORBIDDEN_HEADERS = frozenset(
+    h.lower()
+    for h in (
+        "From", "Sender", "Subject", "To", "Cc", "Bcc", "Reply-To", "Return-Path",
+        "Delivered-To", "DKIM-Signature", "DomainKey-Status", "Received-SPF",
+        "Authentication-Results", "Received", "X-Mailjet-Prio", "X-Mailjet-Debug",
+        "User-Agent", "X-Mailer", "X-MJ-CustomID", "X-MJ-EventPayload", "X-MJ-Vars",
+        "X-MJ-TemplateErrorDeliver", "X-MJ-TemplateErrorReporting", "X-MJ-TemplateLanguage",
+        "X-Mailjet-TrackOpen", "X-Mailjet-TrackClick", "X-MJ-TemplateID", "X-MJ-WorkflowID",
+        "X-Feedback-Id", "X-Mailjet-Segmentation", "List-Id", "X-MJ-MID", "X-MJ-ErrorMessage",
+        "Date", "X-CSA-Complaints", "Message-Id", "X-Mailjet-Campaign",
+        "X-MJ-StatisticsContactsListID",
+    )
+)  # fmt: skip
+
+#: Message-level error codes that mean "this account may not send as this sender": another
+#: provider may well be allowed to, so they fail over (send-0006/0007/0008 come as 403).
+SENDER_NOT_AUTHORIZED = frozenset({"send-0006", "send-0007", "send-0008"})
+
+
+class MailjetDriver(HttpDriver):
+    """Sends through Mailjet's Send API v3.1."""
+
+    settings_spec: ClassVar[Mapping[str, Setting]] = {
+        **HTTP_SETTINGS,
+        "api_key": Setting(secret=True, help="the API key (public key of the pair)"),
+        "secret_key": Setting(secret=True, help="the API secret key (private key of the pair)"),
+        "region": Setting("global", choices=("global", "us"), help="account region"),
+        "test_mode": Setting(False, bool, help="SandboxMode: validated, never delivered"),
+    }
+    default_base_url: ClassVar[str] = "https://api.mailjet.com"
+    regional_base_urls: ClassVar[Mapping[str, str]] = {
+        "global": "https://api.mailjet.com",
+        "us": "https://api.us.mailjet.com",
+    }
+    #: Mailjet counts To + Cc + Bcc of one message against 50 (send-0015).
+    max_recipients: ClassVar[int | None] = 50
+    #: ``CustomCampaign`` names one campaign: one tag.
+    max_tags: ClassVar[int | None] = 1
+    #: "Remember to keep the size of your attachments small. They should not exceed 15 MB."
+    max_message_bytes: ClassVar[int | None] = 15 * 1024 * 1024
+
+    def build_request(self, message: Message) -> HttpRequest:
+        if len(message.reply_to) > 1:
+            self.unsupported("Mailjet's ReplyTo takes one address", field="reply_to")
+        for name in message.headers:
+            lowered = name.lower()
+            if lowered in FORBIDDEN_HEADERS or lowered.startswith(("x-mj-", "x-mailjet-")):
+                self.unsupported(f"Mailjet refuses the {name!r} header", field="headers")
+        data: dict[str, Any] = {"From": _person(message.sender_mailbox)}
+        for field, key in (("to", "To"), ("cc", "Cc"), ("bcc", "Bcc")):
+            if getattr(message, field):
+                data[key] = [_person(mb) for mb in message.mailboxes(field)]
+        if message.reply_to:
+            data["ReplyTo"] = _person(message.mailboxes("reply_to")[0])
+        data["Subject"] = message.subject
+        if message.text is not None:
+            data["TextPart"] = message.text
+        if message.html is not None:
+            data["HTMLPart"] = message.html
+        if message.headers:
+            data["Headers"] = dict(message.headers)
+        attachments = [_attachment(a) for a in message.attachments if not a.inline]
+        inlined = [_attachment(a, inline=True) for a in message.attachments if a.inline]
+        if attachments:
+            data["Attachments"] = attachments
+        if inlined:
+            data["InlinedAttachments"] = inlined
+        if message.tags:
+            data["CustomCampaign"] = message.tags[0]
+        if message.metadata:
+            data["EventPayload"] = json.dumps(message.metadata, ensure_ascii=False)
+        data["CustomID"] = message.message_id
+        payload: dict[str, Any] = {"Messages": [data]}
+        if self.settings["test_mode"]:
+            payload["SandboxMode"] = True
+        auth = (str(self.settings["api_key"]), str(self.settings["secret_key"]))
+        return HttpRequest("/v3.1/send", json=payload, auth=auth)
+
+    def parse_success(self, response: requests.Response, message: Message) -> Receipt:
+        body = self.json_object(response)
+        result = _first_message(body)
+        if result is None:
+            self.bad_response("no Messages[0] in the answer", response)
+        if result.get("Status") != "success":
+            error = self._message_error(result, response, body)
+            if error is None:
+                self.bad_response(f"Messages[0].Status is {result.get('Status')!r}", response)
+            raise error
+        message_id = _provider_id(result)
+        if message_id is None and not self.settings["test_mode"]:
+            # SandboxMode answers MessageUUID "" and MessageID 0; otherwise an id is due.
+            self.bad_response("no MessageUUID or MessageID for the recipients", response)
+        return Receipt(driver=self.name, message_id=message_id, response=body)
+
+    def classify(
+        self, response: requests.Response, body: Any, detail: str, code: str | int | None
+    ) -> DeliveryError | None:
+        if not isinstance(body, Mapping):
+            return None
+        result = _first_message(body)
+        if result is not None:
+            # Validation errors come per message, even on a 400.
+            return self._message_error(result, response, body)
+        status = response.status_code
+        common: dict[str, Any] = {"status": status, "provider_code": code, "response": body}
+        if code == "mj-0001":  # 401 "when API key is suspended"
+            return ProviderUnavailable(detail, reason="account", **common)
+        if code == "mj-0015":  # 401 "did not provide valid authorization credentials"
+            return ProviderUnavailable(detail, reason="auth", **common)
+        return None
+
+    def _message_error(
+        self, result: Mapping[str, Any], response: requests.Response, body: Any
+    ) -> DeliveryError | None:
+        """The error a ``{"Status": "error", "Errors": [...]}`` message entry stands for."""
+        errors = result.get("Errors")
+        if result.get("Status") != "error" or not isinstance(errors, list) or not errors:
+            return None
+        first = errors[0] if isinstance(errors[0], Mapping) else {}
+        code = first.get("ErrorCode")
+        text = str(first.get("ErrorMessage") or "the message was refused")
+        related = first.get("ErrorRelatedTo")
+        if isinstance(related, list) and related:
+            text += f" ({', '.join(str(r) for r in related)})"
+        if len(errors) > 1:
+            text += f"; and {len(errors) - 1} more error(s)"
+        inner = first.get("StatusCode")
+        kwargs: dict[str, Any] = {
+            "driver": self.name, "status": response.status_code,
+            "provider_code": code, "response": body,
+        }  # fmt: skip
+        if code in SENDER_NOT_AUTHORIZED or inner == 403:
+            return ProviderUnavailable(text, reason="account", **kwargs)
+        if code == "mj-0001":
+            return ProviderUnavailable(text, reason="account", **kwargs)
+        if inner == 401 or code == "mj-0015":
+            return ProviderUnavailable(text, reason="auth", **kwargs)
+        if inner == 429:
+            return self.unavailable(text, response=response, reason="rate_limited", extra=kwargs)
+        if isinstance(inner, int) and inner >= 500:
+            return self.unavailable(text, response=response, reason="server_error", extra=kwargs)
+        return MessageRejected(text, **kwargs)
+
+
+def _person(mailbox: Mailbox) -> dict[str, str]:
+    person = {"Email": mailbox.email}
+    if mailbox.name:
+        person["Name"] = mailbox.name
+    return person
+
+
+def _attachment(attachment: Attachment, *, inline: bool = False) -> dict[str, Any]:
+    filename = attachment.filename
+    if not filename:
+        # Mailjet refuses an empty Filename (mj-0012).
+        guessed = mimetypes.guess_extension(str(attachment.mimetype)) or ".bin"
+        filename = (attachment.content_id or "attachment") + ("" if inline else guessed)
+    part: dict[str, Any] = {"ContentType": attachment.mimetype, "Filename": filename}
+    if inline:
+        part["ContentID"] = attachment.content_id
+    part["Base64Content"] = B64(attachment.content)
+    return part
+
+
+def _first_message(body: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    messages = body.get("Messages")
+    if isinstance(messages, Sequence) and messages and isinstance(messages[0], Mapping):
+        return messages[0]
+    return None
+
+
+def _provider_id(result: Mapping[str, Any]) -> str | None:
+    """The first recipient's MessageUUID (or legacy MessageID), in To, Cc, Bcc order."""
+    for key in ("To", "Cc", "Bcc"):
+        recipients = result.get(key)
+        if not isinstance(recipients, list):
+            continue
+        for recipient in recipients:
+            if not isinstance(recipient, Mapping):
+                continue
+            uuid = recipient.get("MessageUUID")
+            if isinstance(uuid, str) and uuid:
+                return uuid
+            legacy = recipient.get("MessageID")
+            if isinstance(legacy, int) and not isinstance(legacy, bool) and legacy > 0:
+                return str(legacy)
+    return None

@@ -1,0 +1,157 @@
+"""``resend``: Resend's ``POST /emails`` with ``Authorization: Bearer <key>``.
+
+Every request carries an ``Idempotency-Key`` derived from the message's stable
+``message_id``: a retry of the same message within Resend's 24 hours (after a timeout,
+or a later ``send`` of the same message) gets the first answer back instead of a second
+delivery. Resend's tags are key/value pairs restricted to ASCII letters, digits, ``_`` and
+``-``; they carry both our tags (``{name: tag, value: "true"}``) and our metadata
+(``{name: key, value: value}``), and a tag or metadata entry outside that alphabet is
+:class:`~mailfailover.errors.UnsupportedFeature`, never silently rewritten.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import mimetypes
+import re
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import requests
+
+from ..driver import Receipt, Setting
+from ..errors import DeliveryError, MessageRejected, ProviderUnavailable
+from ..message import Attachment, Message
+from ._http import B64, HTTP_SETTINGS, MAX_RETRY_AFTER, HttpDriver, HttpRequest
+
+__all__ = ["ResendDriver", "idempotency_key"]
+
+#: "It can only contain ASCII letters (a-z, A-Z), numbers (0-9), underscores (_), or
+#: dashes (-). It can contain no more than 256 characters." (tag name and value)
+TAG_TEXT = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
+#: "Recipient email address. For multiple addresses, send as an array of strings. Max 50."
+MAX_TO = 50
+#: Error names for a key Resend does not accept at all (as opposed to one without rights).
+AUTH_ERRORS = frozenset({"missing_api_key", "invalid_api_key", "restricted_api_key"})
+QUOTA_ERRORS = frozenset({"daily_quota_exceeded", "monthly_quota_exceeded"})
+
+
+def idempotency_key(message: Message) -> str:
+    """The ``Idempotency-Key`` for ``message``: its Message-ID without the angle brackets,
+    or a SHA-256 of it when that is longer than Resend's 256 characters."""
+    key = message.message_id.strip("<>")
+    if len(key) > 256:
+        key = "sha256-" + hashlib.sha256(message.message_id.encode("ascii")).hexdigest()
+    return key
+
+
+class ResendDriver(HttpDriver):
+    """Sends through Resend's email API. Resend has no test mode: see the driver's docs."""
+
+    settings_spec: ClassVar[Mapping[str, Setting]] = {
+        **HTTP_SETTINGS,
+        "api_key": Setting(secret=True, help="an API key (sending access is enough)"),
+    }
+    default_base_url: ClassVar[str] = "https://api.resend.com"
+    #: "max 40MB per email, after Base64 encoding of the attachments"
+    max_message_bytes: ClassVar[int | None] = 40 * 1024 * 1024
+
+    def build_request(self, message: Message) -> HttpRequest:
+        if len(message.to) > MAX_TO:
+            self.unsupported(f"{len(message.to)} To addresses; Resend takes {MAX_TO}", field="to")
+        tags = self._tags(message)
+        data: dict[str, Any] = {"from": message.sender_mailbox.formatted()}
+        for field in ("to", "cc", "bcc", "reply_to"):
+            if getattr(message, field):
+                data[field] = [mb.formatted() for mb in message.mailboxes(field)]
+        data["subject"] = message.subject
+        if message.text is not None:
+            data["text"] = message.text
+        if message.html is not None:
+            data["html"] = message.html
+        data["headers"] = {"Message-ID": message.message_id, **message.headers}
+        if message.attachments:
+            data["attachments"] = [_attachment(a) for a in message.attachments]
+        if tags:
+            data["tags"] = tags
+        headers = {
+            "Authorization": f"Bearer {self.settings['api_key']}",
+            "Idempotency-Key": idempotency_key(message),
+        }
+        return HttpRequest("/emails", json=data, headers=headers)
+
+    def _tags(self, message: Message) -> list[dict[str, str]]:
+        for tag in message.tags:
+            self._check_tag_text(tag, "tags")
+        for key, value in message.metadata.items():
+            self._check_tag_text(key, "metadata")
+            self._check_tag_text(value, "metadata")
+        clash = sorted(set(message.tags) & set(message.metadata))
+        if clash:
+            self.unsupported(
+                f"{clash[0]!r} is both a tag and a metadata key; Resend tags share one namespace",
+                field="tags",
+            )
+        tags = [{"name": tag, "value": "true"} for tag in dict.fromkeys(message.tags)]
+        return tags + [{"name": key, "value": value} for key, value in message.metadata.items()]
+
+    def _check_tag_text(self, text: str, field: str) -> None:
+        if not TAG_TEXT.match(text):
+            self.unsupported(
+                f"Resend tags take only ASCII letters, digits, '_' and '-' (1 to 256 of them); "
+                f"{text!r} is not such a name or value",
+                field=field,
+            )
+
+    def parse_success(self, response: requests.Response, message: Message) -> Receipt:
+        body = self.json_object(response)
+        email_id = body.get("id")
+        if not isinstance(email_id, str) or not email_id:
+            self.bad_response("no id in the answer", response)
+        return Receipt(driver=self.name, message_id=email_id, response=body)
+
+    def error_detail(self, body: Any, response: requests.Response) -> tuple[str, Any]:
+        detail, code = super().error_detail(body, response)
+        if isinstance(body, Mapping) and isinstance(body.get("name"), str):
+            code = body["name"]
+        return detail, code
+
+    def classify(
+        self, response: requests.Response, body: Any, detail: str, code: str | int | None
+    ) -> DeliveryError | None:
+        status = response.status_code
+        extra: dict[str, Any] = {"status": status, "provider_code": code, "response": body}
+        if status == 409:
+            if code == "invalid_idempotent_request":
+                # The key (this Message-ID) was already used for a different payload: another
+                # message went out under this id, and a failover would deliver a second one.
+                return MessageRejected(
+                    f"{detail} (this Message-ID was already sent with different content)",
+                    **extra,
+                )
+            # concurrent_idempotent_requests: an earlier attempt at this very message is still
+            # in progress at Resend; whether it is delivered is not known yet.
+            return ProviderUnavailable(
+                detail, reason="server_error", ambiguous=code == "concurrent_idempotent_requests",
+                retry_after=self.retry_after(response), **extra,
+            )  # fmt: skip
+        if status == 429 and code in QUOTA_ERRORS:
+            wait = self.retry_after(response) or MAX_RETRY_AFTER
+            return ProviderUnavailable(detail, reason="account", retry_after=wait, **extra)
+        if status == 403 and code not in AUTH_ERRORS:
+            # e.g. validation_error "You can only send testing emails to your own email
+            # address" or an unverified domain: this account cannot send it, another may.
+            return ProviderUnavailable(detail, reason="account", **extra)
+        return None
+
+
+def _attachment(attachment: Attachment) -> dict[str, Any]:
+    guessed = mimetypes.guess_extension(str(attachment.mimetype)) or ".bin"
+    part: dict[str, Any] = {
+        "filename": attachment.filename or f"{attachment.content_id or 'attachment'}{guessed}",
+        "content": B64(attachment.content),
+        "content_type": attachment.mimetype,
+    }
+    if attachment.inline:
+        part["content_id"] = attachment.content_id
+    return part

@@ -1,0 +1,176 @@
+"""``sparkpost``: SparkPost Transmissions API (``POST /api/v1/transmissions``).
+
+``Authorization`` carries the bare API key (no scheme). SparkPost has no Cc or Bcc fields:
+every recipient, To, Cc and Bcc alike, is an entry of ``recipients`` whose ``header_to``
+is the visible To line, and the Cc line goes in ``content.headers.Cc`` (SparkPost's
+"Using CC and BCC with the REST API"). Tags are each recipient's ``tags`` (up to 10, shown
+in webhook events); ``campaign_id`` is left to the account's own use.
+"""
+
+from __future__ import annotations
+
+import json
+import mimetypes
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import requests
+
+from ..driver import Receipt, Setting
+from ..errors import DeliveryError, MessageRejected, ProviderUnavailable
+from ..message import Attachment, Mailbox, Message
+from ._http import B64, HTTP_SETTINGS, MAX_RETRY_AFTER, HttpDriver, HttpRequest
+
+__all__ = ["SparkPostDriver"]
+
+#: "A maximum of 1000 bytes of merged metadata (transmission level + recipient level)".
+MAX_METADATA_BYTES = 1000
+#: Error codes that mean the account is not set up to send this (another provider may be):
+#: 7001 "Unconfigured or unverified sending domain."
+ACCOUNT_CODES = frozenset({"7001"})
+
+
+class SparkPostDriver(HttpDriver):
+    """Sends through SparkPost's Transmissions API (US or EU)."""
+
+    settings_spec: ClassVar[Mapping[str, Setting]] = {
+        **HTTP_SETTINGS,
+        "api_key": Setting(secret=True, help="an API key with Transmissions: Read/Write"),
+        "region": Setting("us", choices=("us", "eu"), help="SparkPost (us) or SparkPost EU"),
+        "sandbox": Setting(
+            False, bool, help="options.sandbox: send from the sparkpostbox.com sandbox domain"
+        ),
+    }
+    default_base_url: ClassVar[str] = "https://api.sparkpost.com"
+    regional_base_urls: ClassVar[Mapping[str, str]] = {
+        "us": "https://api.sparkpost.com",
+        "eu": "https://api.eu.sparkpost.com",
+    }
+    #: "Maximum number of tags - 10 per recipient ... Any tags over the limits are ignored."
+    max_tags: ClassVar[int | None] = 10
+    #: "The transmission content (text + html + attachments + inline images) is limited to
+    #: 20 MBs."
+    max_message_bytes: ClassVar[int | None] = 20 * 1024 * 1024
+
+    def build_request(self, message: Message) -> HttpRequest:
+        if message.metadata:
+            size = len(json.dumps(message.metadata, ensure_ascii=False).encode("utf-8"))
+            if size > MAX_METADATA_BYTES:
+                self.unsupported(
+                    f"metadata is {size} bytes as JSON; SparkPost takes at most "
+                    f"{MAX_METADATA_BYTES}",
+                    field="metadata",
+                )
+        to_line = ", ".join(_display(mb) for mb in message.mailboxes("to"))
+        recipients: list[dict[str, Any]] = []
+        seen: set[str] = set()
+        for field in ("to", "cc", "bcc"):
+            for mailbox in message.mailboxes(field):
+                key = f"{mailbox.local}@{mailbox.ascii_domain.lower()}"
+                if key in seen:  # one envelope recipient per address, as SMTP would do
+                    continue
+                seen.add(key)
+                recipient: dict[str, Any] = {
+                    "address": {"email": mailbox.ascii_email, "header_to": to_line}
+                }
+                if message.tags:
+                    recipient["tags"] = list(message.tags)
+                recipients.append(recipient)
+        sender = message.sender_mailbox
+        sender_obj = {"email": sender.ascii_email}
+        if sender.name:
+            sender_obj["name"] = sender.name
+        content: dict[str, Any] = {"from": sender_obj, "subject": message.subject}
+        if message.text is not None:
+            content["text"] = message.text
+        if message.html is not None:
+            content["html"] = message.html
+        if message.reply_to:
+            content["reply_to"] = ", ".join(_display(mb) for mb in message.mailboxes("reply_to"))
+        headers: dict[str, str] = {}
+        if message.cc:
+            headers["Cc"] = ", ".join(_display(mb) for mb in message.mailboxes("cc"))
+        headers["Message-ID"] = message.message_id
+        headers.update(message.headers)
+        content["headers"] = headers
+        attachments = [_part(a) for a in message.attachments if not a.inline]
+        inline_images = [_part(a) for a in message.attachments if a.inline]
+        if attachments:
+            content["attachments"] = attachments
+        if inline_images:
+            content["inline_images"] = inline_images
+        payload: dict[str, Any] = {}
+        if self.settings["sandbox"]:
+            payload["options"] = {"sandbox": True}
+        payload["recipients"] = recipients
+        payload["content"] = content
+        if message.metadata:
+            payload["metadata"] = dict(message.metadata)
+        auth_header = {"Authorization": str(self.settings["api_key"])}
+        return HttpRequest("/api/v1/transmissions", json=payload, headers=auth_header)
+
+    def parse_success(self, response: requests.Response, message: Message) -> Receipt:
+        body = self.json_object(response)
+        results = body.get("results")
+        if not isinstance(results, Mapping):
+            self.bad_response("no results object in the answer", response)
+        transmission_id = results.get("id")
+        accepted = results.get("total_accepted_recipients")
+        if not isinstance(transmission_id, str) or not transmission_id:
+            self.bad_response("no results.id in the answer", response)
+        if not isinstance(accepted, int) or isinstance(accepted, bool):
+            self.bad_response("no results.total_accepted_recipients in the answer", response)
+        if accepted == 0:
+            errors = results.get("rcpt_to_errors")
+            if isinstance(errors, list) and errors and isinstance(errors[0], Mapping):
+                # "transmission created, but with validation errors": every recipient was
+                # refused as invalid, which another provider would refuse as well.
+                detail, code = _describe(errors[0])
+                raise MessageRejected(
+                    f"no recipient was accepted: {detail}",
+                    driver=self.name, status=response.status_code,
+                    provider_code=code, response=body,
+                )  # fmt: skip
+            self.bad_response("SparkPost accepted none of the recipients", response)
+        return Receipt(driver=self.name, message_id=transmission_id, response=body)
+
+    def error_detail(self, body: Any, response: requests.Response) -> tuple[str, Any]:
+        errors = body.get("errors") if isinstance(body, Mapping) else None
+        if isinstance(errors, list) and errors and isinstance(errors[0], Mapping):
+            return _describe(errors[0])
+        return super().error_detail(body, response)
+
+    def classify(
+        self, response: requests.Response, body: Any, detail: str, code: str | int | None
+    ) -> DeliveryError | None:
+        status = response.status_code
+        extra: dict[str, Any] = {"status": status, "provider_code": code, "response": body}
+        if status == 420:
+            # "If a transmission will push you over the sandbox, hourly, daily, or monthly
+            # sending limit ... 420": no limit resets sooner than the hour.
+            wait = self.retry_after(response) or MAX_RETRY_AFTER
+            return ProviderUnavailable(detail, reason="rate_limited", retry_after=wait, **extra)
+        if str(code) in ACCOUNT_CODES:
+            return ProviderUnavailable(detail, reason="account", **extra)
+        return None
+
+
+def _display(mailbox: Mailbox) -> str:
+    """``Name <local@domain>``, the domain in IDNA: SparkPost encodes names, not domains."""
+    return str(mailbox.address(ascii_domain=True))
+
+
+def _part(attachment: Attachment) -> dict[str, Any]:
+    if attachment.inline:
+        name = str(attachment.content_id)  # SparkPost writes `name` into Content-ID
+    else:
+        guessed = mimetypes.guess_extension(str(attachment.mimetype)) or ".bin"
+        name = attachment.filename or f"attachment{guessed}"
+    return {"name": name, "type": attachment.mimetype, "data": B64(attachment.content)}
+
+
+def _describe(error: Mapping[str, Any]) -> tuple[str, Any]:
+    message = str(error.get("message") or "").strip()
+    description = str(error.get("description") or "").strip()
+    text = f"{message}: {description}" if message and description else message or description
+    return text or json.dumps(dict(error))[:300], error.get("code")
