@@ -19,7 +19,7 @@ import importlib
 import time
 from collections.abc import Iterator, Mapping
 from types import ModuleType, TracebackType
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NoReturn
 
 import attrs
 
@@ -213,7 +213,7 @@ class Driver:
                     field="attachments",
                 )
 
-    def unsupported(self, detail: str, *, field: str | None = None) -> None:
+    def unsupported(self, detail: str, *, field: str | None = None) -> NoReturn:
         """Raise :class:`UnsupportedFeature` for this driver."""
         raise UnsupportedFeature(detail, field=field, driver=self.name)
 

@@ -387,6 +387,15 @@ class Attachment:
     def subtype(self) -> str:
         return str(self.mimetype).split("/", 1)[1]
 
+    def filename_or(self, stem: str = "attachment", *, extension: bool = True) -> str:
+        """The filename, or for providers that require one, ``stem`` plus an extension
+        guessed from the MIME type (``.bin`` when there is no better guess)."""
+        if self.filename:
+            return self.filename
+        if not extension:
+            return stem
+        return stem + (mimetypes.guess_extension(str(self.mimetype)) or ".bin")
+
     @property
     def content_b64(self) -> str:
         """The content base64-encoded, as JSON APIs want it."""

@@ -99,7 +99,7 @@ class HttpRequest:
     json: Any = None
     data: Any = None
     files: Any = None
-    headers: Mapping[str, str] = attrs.Factory(dict)
+    headers: Mapping[str, str] = attrs.field(factory=dict, repr=False)  # may carry the key
     auth: tuple[str, str] | None = attrs.field(default=None, repr=False)
     method: str = "POST"
 

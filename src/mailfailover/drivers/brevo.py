@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import email.header
 import json
-import mimetypes
 import uuid
 from collections.abc import Mapping
 from typing import Any, ClassVar
@@ -97,9 +96,7 @@ class BrevoDriver(HttpDriver):
         return HttpRequest("/v3/smtp/email", json=data, headers=auth_header)
 
     def _attachment(self, attachment: Attachment) -> dict[str, Any]:
-        name = attachment.filename
-        if not name:
-            name = "attachment" + (mimetypes.guess_extension(str(attachment.mimetype)) or "")
+        name = attachment.filename_or()
         extension = name.rpartition(".")[2].lower() if "." in name else ""
         if extension not in ALLOWED_EXTENSIONS:
             self.unsupported(

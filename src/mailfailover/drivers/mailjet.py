@@ -11,7 +11,6 @@ whole answer. Mailjet forbids a ``Message-ID`` header, so the stable id goes in
 from __future__ import annotations
 
 import json
-import mimetypes
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -179,11 +178,8 @@ def _person(mailbox: Mailbox) -> dict[str, str]:
 
 
 def _attachment(attachment: Attachment, *, inline: bool = False) -> dict[str, Any]:
-    filename = attachment.filename
-    if not filename:
-        # Mailjet refuses an empty Filename (mj-0012).
-        guessed = mimetypes.guess_extension(str(attachment.mimetype)) or ".bin"
-        filename = (attachment.content_id or "attachment") + ("" if inline else guessed)
+    # Mailjet refuses an empty Filename (mj-0012).
+    filename = attachment.filename_or(attachment.content_id or "attachment", extension=not inline)
     part: dict[str, Any] = {"ContentType": attachment.mimetype, "Filename": filename}
     if inline:
         part["ContentID"] = attachment.content_id

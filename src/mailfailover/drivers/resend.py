@@ -12,7 +12,6 @@ delivery. Resend's tags are key/value pairs restricted to ASCII letters, digits,
 from __future__ import annotations
 
 import hashlib
-import mimetypes
 import re
 from collections.abc import Mapping
 from typing import Any, ClassVar
@@ -146,9 +145,8 @@ class ResendDriver(HttpDriver):
 
 
 def _attachment(attachment: Attachment) -> dict[str, Any]:
-    guessed = mimetypes.guess_extension(str(attachment.mimetype)) or ".bin"
     part: dict[str, Any] = {
-        "filename": attachment.filename or f"{attachment.content_id or 'attachment'}{guessed}",
+        "filename": attachment.filename_or(attachment.content_id or "attachment"),
         "content": B64(attachment.content),
         "content_type": attachment.mimetype,
     }

@@ -10,7 +10,6 @@ in webhook events); ``campaign_id`` is left to the account's own use.
 from __future__ import annotations
 
 import json
-import mimetypes
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -161,11 +160,8 @@ def _display(mailbox: Mailbox) -> str:
 
 
 def _part(attachment: Attachment) -> dict[str, Any]:
-    if attachment.inline:
-        name = str(attachment.content_id)  # SparkPost writes `name` into Content-ID
-    else:
-        guessed = mimetypes.guess_extension(str(attachment.mimetype)) or ".bin"
-        name = attachment.filename or f"attachment{guessed}"
+    # SparkPost writes an inline image's `name` into its Content-ID.
+    name = str(attachment.content_id) if attachment.inline else attachment.filename_or()
     return {"name": name, "type": attachment.mimetype, "data": B64(attachment.content)}
 
 
