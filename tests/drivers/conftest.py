@@ -51,10 +51,17 @@ class Recorder:
         self.queue_ids = True
         self.auth_attempts: list[tuple[str, str]] = []  # (mechanism, login)
         self.credentials: tuple[str, str] | None = None
+        #: After this many messages the server "crashes": it stops listening, and every
+        #: open connection is cut at its next MAIL FROM or end of DATA (nothing recorded).
+        self.down_after: int | None = None
+        self.down = False
+        self.stop_listening: Callable[[], None] = lambda: None
 
     async def handle_MAIL(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
     ) -> str:
+        if self.down:
+            return self._crash(server)
         with self.lock:
             once = self.mail_replies_once.pop(0) if self.mail_replies_once else None
         if once is not None:
@@ -74,7 +81,14 @@ class Recorder:
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
+    def _crash(self, server: SMTP) -> str:
+        assert server.transport is not None
+        server.transport.abort()
+        return "421 4.3.2 going down"  # never reaches the client: the transport is gone
+
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        if self.down:
+            return self._crash(server)
         if self.drop_after_data:
             with self.lock:
                 self.dropped += 1
@@ -96,6 +110,10 @@ class Recorder:
                 )
             )
             count = len(self.messages)
+            if self.down_after is not None and count >= self.down_after:
+                self.down = True
+        if self.down:
+            self.stop_listening()  # runs on the server's loop: new connections are refused
         if not self.queue_ids:
             return "250 OK"
         return f"250 2.0.0 Ok: queued as Q{count:05d}"
@@ -161,6 +179,7 @@ def smtp_server_factory() -> Iterator[ServerFactory]:
         kwargs.setdefault("enable_SMTPUTF8", False)
         controller = LoopbackController(handler, **kwargs)
         controller.start()
+        handler.stop_listening = lambda: controller.server.close()  # type: ignore[union-attr]
         started.append(controller)
         return controller
 

@@ -377,3 +377,36 @@ class TestSESContract(DriverContractTests):
 
     def requests_made(self) -> int:
         return len(sent_messages())
+
+
+# -- failover end to end: SMTP in front of SES ------------------------------------------------
+
+
+def test_smtp_going_down_mid_batch_fails_over_to_ses_exactly_once(
+    moto_ses: None, smtp_server_factory: Any
+) -> None:
+    """An SMTP server that crashes after 20 of 60 messages: the rest go through SES, and
+    every message is delivered exactly once across the two (counted on both servers)."""
+    from mailfailover.drivers.smtp import SMTPDriver
+    from mailfailover.mailer import FailoverMailer, SendResult
+    from mailfailover.testing import FakeClock
+
+    server = smtp_server_factory()
+    server.handler.down_after = 20
+    smtp = SMTPDriver(name="smtp", host="127.0.0.1", port=server.port, security="none", timeout=5)
+    ses = SESDriver(name="ses", region=REGION)
+    messages = [
+        simple_message(subject=f"batch {n}", message_id=f"<batch-{n}@example.com>")
+        for n in range(60)
+    ]
+    with FailoverMailer([smtp, ses], failure_threshold=2, cooldown=30.0, clock=FakeClock()) as m:
+        results = m.send_many(messages, workers=4)
+
+    assert all(isinstance(r, SendResult) for r in results), results
+    via_smtp = [parsed(r.content.decode())["Message-ID"] for r in server.handler.messages]
+    via_ses = [parsed(stored.raw_data)["Message-ID"] for stored in sent_messages()]
+    assert len(via_smtp) == 20
+    assert sorted(via_smtp + via_ses) == sorted(m.message_id for m in messages)
+    drivers = {r.message_id: r.driver for r in results if isinstance(r, SendResult)}
+    assert sum(1 for r in results if isinstance(r, SendResult) and r.driver == "smtp") == 20
+    assert len(drivers) == 60
