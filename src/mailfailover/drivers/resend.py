@@ -129,11 +129,12 @@ class ResendDriver(HttpDriver):
                     **extra,
                 )
             # concurrent_idempotent_requests: an earlier attempt at this very message is still
-            # in progress at Resend; whether it is delivered is not known yet.
+            # in progress at Resend. This request did not reach processing, so by the
+            # contract (DESIGN.md) it is not ambiguous; the earlier attempt, which timed out,
+            # already was.
             return ProviderUnavailable(
-                detail, reason="server_error", ambiguous=code == "concurrent_idempotent_requests",
-                retry_after=self.retry_after(response), **extra,
-            )  # fmt: skip
+                detail, reason="server_error", retry_after=self.retry_after(response), **extra
+            )
         if status == 429 and code in QUOTA_ERRORS:
             wait = self.retry_after(response) or MAX_RETRY_AFTER
             return ProviderUnavailable(detail, reason="account", retry_after=wait, **extra)
