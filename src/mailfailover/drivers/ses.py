@@ -72,6 +72,7 @@ class SESDriver(Driver):
     }
     max_recipients: ClassVar[int | None] = 50
     max_message_bytes: ClassVar[int | None] = 40 * 1024 * 1024
+    requires: ClassVar[tuple[tuple[str, str], ...]] = (("boto3", "ses"),)
 
     def __init__(self, *, name: str, **settings: Any) -> None:
         super().__init__(name=name, **settings)
