@@ -1,0 +1,170 @@
+"""``mailgun``: Mailgun's Messages API (``POST /v3/{domain}/messages``, multipart form).
+
+Addresses, subject and bodies are form fields; headers travel as ``h:<Name>`` (Reply-To and
+the message's ``Message-Id`` too), tags as repeated ``o:tag`` (at most 3, ASCII, 128
+characters), metadata as ``v:<key>``, attachments as ``attachment`` file parts and inline
+images as ``inline`` file parts whose filename is the Content-ID. The API key is HTTP Basic
+auth (``api:<key>``). A 200 ``{"id": "<...>", "message": "Queued. Thank you."}`` is success
+and the id keeps its angle brackets; a 200 saying "Mailgun Magnificent API" is Mailgun's
+index page, which means the URL was wrong and nothing was sent.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any, ClassVar
+from urllib.parse import quote
+
+import requests
+
+from ..driver import Receipt, Setting
+from ..errors import ConfigError, DeliveryError, ProviderUnavailable
+from ..message import Message
+from ._http import HTTP_SETTINGS, MAX_RETRY_AFTER, HttpDriver, HttpRequest, parse_retry_after
+
+__all__ = ["MailgunDriver"]
+
+#: Mailgun's documented limits on tags: ASCII only, at most 128 characters each.
+MAX_TAG_LENGTH = 128
+
+_TRY_AGAIN = re.compile(r"try again (after|in)\s+([^\"}\n]+)", re.IGNORECASE)
+_DURATION = re.compile(
+    r"^(\d+(?:\.\d+)?)(?![\d.])\s*(?:(hours?|h|minutes?|mins?|m|seconds?|secs?|s)\b)?(?!\s*[a-z])",
+    re.IGNORECASE,
+)
+# Answers that mean this Mailgun account or domain may not send now: another provider can.
+_ACCOUNT_PROBLEMS = (
+    "not allowed to send", "authorized recipients", "sandbox subdomains", "suspended",
+    "disabled", "upgrade", "business verification",
+)  # fmt: skip
+
+
+class MailgunDriver(HttpDriver):
+    """Sends through Mailgun; ``domain`` is the sending domain configured at Mailgun."""
+
+    settings_spec: ClassVar[Mapping[str, Setting]] = {
+        **HTTP_SETTINGS,
+        "api_key": Setting(secret=True, help="Mailgun private API key"),
+        "domain": Setting(help="the sending domain, as configured at Mailgun"),
+        "region": Setting("us", choices=("us", "eu"), help="the region the domain lives in"),
+        "test_mode": Setting(False, bool, help="o:testmode=yes: accepted, never delivered"),
+    }
+    default_base_url: ClassVar[str] = "https://api.mailgun.net"
+    regional_base_urls: ClassVar[Mapping[str, str]] = {
+        "us": "https://api.mailgun.net",
+        "eu": "https://api.eu.mailgun.net",
+    }
+    max_recipients: ClassVar[int | None] = 1000
+    max_tags: ClassVar[int | None] = 3
+    max_message_bytes: ClassVar[int | None] = 25 * 1024 * 1024
+
+    def __init__(self, *, name: str, **settings: Any) -> None:
+        super().__init__(name=name, **settings)
+        domain = str(self.settings["domain"]).strip()
+        # A '/' (even %2F) makes Mailgun answer its 200 index page instead of sending.
+        if not domain or "/" in domain or "%2f" in domain.lower():
+            raise ConfigError(f"setting 'domain': {domain!r} is not a domain name", driver=name)
+        self.path = f"/v3/{quote(domain, safe='')}/messages"
+
+    def build_request(self, message: Message) -> HttpRequest:
+        sender = message.sender_mailbox
+        if sender.needs_smtputf8:
+            self.unsupported("Mailgun cannot send from a non-ASCII local part", field="sender")
+        for tag in message.tags:
+            if not tag.isascii() or len(tag) > MAX_TAG_LENGTH:
+                self.unsupported(
+                    f"Mailgun tags must be ASCII and at most {MAX_TAG_LENGTH} characters",
+                    field="tags",
+                )
+        fields: list[tuple[str, str]] = [("from", str(sender.address()))]
+        for field in ("to", "cc", "bcc"):
+            fields += [(field, str(mailbox.address())) for mailbox in message.mailboxes(field)]
+        fields.append(("subject", message.subject))
+        if message.text is not None:
+            fields.append(("text", message.text))
+        if message.html is not None:
+            fields.append(("html", message.html))
+        if message.reply_to:
+            replies = ", ".join(str(mailbox.address()) for mailbox in message.mailboxes("reply_to"))
+            fields.append(("h:Reply-To", replies))
+        fields.append(("h:Message-Id", message.message_id))
+        fields += [(f"h:{name}", value) for name, value in message.headers.items()]
+        fields += [("o:tag", tag) for tag in message.tags]
+        fields += [(f"v:{key}", value) for key, value in message.metadata.items()]
+        if self.settings["test_mode"]:
+            fields.append(("o:testmode", "yes"))
+        files = [
+            (
+                "inline" if attachment.inline else "attachment",
+                (
+                    (attachment.content_id if attachment.inline else None)
+                    or attachment.filename_or(),
+                    attachment.content,
+                    attachment.mimetype,
+                ),
+            )
+            for attachment in message.attachments
+        ]
+        # Text fields go as file-less parts so requests always builds multipart/form-data
+        # (the only form that carries files) and keeps repeated fields in order.
+        parts = [(key, (None, value.encode("utf-8"))) for key, value in fields]
+        return HttpRequest(
+            path=self.path, files=parts + files, auth=("api", str(self.settings["api_key"]))
+        )
+
+    def parse_success(self, response: requests.Response, message: Message) -> Receipt:
+        if "Mailgun Magnificent API" in response.text:
+            self.bad_response(
+                "Mailgun answered with its API index page: the URL is wrong (check the "
+                "domain and base_url settings); nothing was sent",
+                response,
+            )
+        body = self.json_object(response)
+        message_id = body.get("id")
+        if not isinstance(message_id, str) or not message_id:
+            self.bad_response("the answer has no message id", response)
+        return Receipt(driver=self.name, message_id=message_id, response=dict(body))
+
+    def classify(
+        self, response: requests.Response, body: Any, detail: str, code: str | int | None
+    ) -> DeliveryError | None:
+        status = response.status_code
+        extra: dict[str, Any] = {
+            "driver": self.name, "status": status, "provider_code": code, "response": body,
+        }  # fmt: skip
+        lowered = detail.lower()
+        # 429 and the non-standard 420 ("... try again after <date>") are throttling.
+        if status in (420, 429) or (status < 500 and _TRY_AGAIN.search(detail)):
+            return self.unavailable(detail, response=response, reason="rate_limited", extra=extra)
+        if status == 404 and "domain not found" in lowered:
+            region = self.settings["region"]
+            return ProviderUnavailable(
+                f"{detail} (is the domain set up at Mailgun, in the {region!r} region?)",
+                reason="account",
+                **extra,
+            )
+        if status in (400, 402, 403) and any(p in lowered for p in _ACCOUNT_PROBLEMS):
+            return ProviderUnavailable(detail, reason="account", **extra)
+        return None
+
+    def retry_after(self, response: requests.Response) -> float | None:
+        """``Retry-After`` if sent, else the wait in Mailgun's "try again after/in ..." text."""
+        header = super().retry_after(response)
+        return header if header is not None else wait_from_text(response.text)
+
+
+def wait_from_text(text: str) -> float | None:
+    """Seconds to wait from "try again after <HTTP date>" or "try again in 15 seconds"."""
+    match = _TRY_AGAIN.search(text)
+    if match is None:
+        return None
+    when = match.group(2).strip().rstrip(".")
+    if match.group(1).lower() == "after":
+        return parse_retry_after(when)
+    duration = _DURATION.match(when)
+    if duration is None:
+        return None
+    unit = (duration.group(2) or "s").lower()
+    scale = 3600 if unit.startswith("h") else 60 if unit.startswith("m") else 1
+    return min(float(duration.group(1)) * scale, MAX_RETRY_AFTER)

@@ -1,0 +1,149 @@
+"""``postmark``: Postmark's Email API (``POST /email``, JSON).
+
+Addresses are ``"Name <addr>"`` strings, comma-separated in ``To``/``Cc``/``Bcc``/``ReplyTo``;
+custom headers and the message's ``Message-ID`` go in ``Headers [{Name, Value}]``; one tag
+(``Tag``); ``Metadata``; attachments ``{Name, Content (base64), ContentType}`` with
+``ContentID: "cid:..."`` for inline images; ``MessageStream``. The server token travels in
+``X-Postmark-Server-Token``. Success is 200 with ``ErrorCode: 0`` and ``MessageID``; errors
+(mostly 422) carry ``ErrorCode``, which is what decides the classification.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import requests
+
+from ..driver import Receipt, Setting
+from ..errors import DeliveryError, MessageRejected, ProviderUnavailable
+from ..message import Message
+from ._http import B64, HTTP_SETTINGS, HttpDriver, HttpRequest
+
+__all__ = ["PostmarkDriver"]
+
+#: The token Postmark documents for test sends: validated like a real send, never delivered.
+TEST_TOKEN = "POSTMARK_API_TEST"  # noqa: S105 - a public, documented value, not a secret
+MAX_TAG_LENGTH = 1000
+# Postmark's custom metadata FAQ: at most 10 fields, names <= 20 and values <= 80 characters,
+# no keys that differ only in case.
+MAX_METADATA_FIELDS, MAX_METADATA_KEY, MAX_METADATA_VALUE = 10, 20, 80
+
+#: Postmark ``ErrorCode`` values, by what they mean for failover.
+AUTH_CODES = frozenset({10})  # bad or missing server token
+# sender signature not found / not confirmed, no credits, account pending, may not send:
+ACCOUNT_CODES = frozenset({400, 401, 405, 412, 413})
+REJECT_CODES = frozenset({300, 402, 403, 406, 409, 411})  # invalid request/JSON, inactive recipient
+SERVER_CODES = frozenset({100})  # maintenance
+RATE_CODES = frozenset({429})
+_STREAM = re.compile(r"\bmessage ?stream\b", re.IGNORECASE)
+_INACTIVE = re.compile(r"inactive addresses:\s*(.*?)\.\s*Inactive recipients", re.I | re.S)
+
+
+class PostmarkDriver(HttpDriver):
+    """Sends through a Postmark server; ``test_mode`` sends with the POSTMARK_API_TEST token."""
+
+    settings_spec: ClassVar[Mapping[str, Setting]] = {
+        **HTTP_SETTINGS,
+        "server_token": Setting(secret=True, help="the Postmark server's API token"),
+        "message_stream": Setting("outbound", help="the message stream ID to send through"),
+        "test_mode": Setting(False, bool, help="send with POSTMARK_API_TEST: nothing delivered"),
+    }
+    default_base_url: ClassVar[str] = "https://api.postmarkapp.com"
+    max_recipients: ClassVar[int | None] = 50
+    max_tags: ClassVar[int | None] = 1
+    max_message_bytes: ClassVar[int | None] = 10 * 1024 * 1024
+
+    def build_request(self, message: Message) -> HttpRequest:
+        self._check(message)
+        payload: dict[str, Any] = {"From": str(message.sender_mailbox.address())}
+        for field, key in (("to", "To"), ("cc", "Cc"), ("bcc", "Bcc"), ("reply_to", "ReplyTo")):
+            if getattr(message, field):
+                payload[key] = ", ".join(str(m.address()) for m in message.mailboxes(field))
+        payload["Subject"] = message.subject
+        if message.text is not None:
+            payload["TextBody"] = message.text
+        if message.html is not None:
+            payload["HtmlBody"] = message.html
+        headers = {**message.headers, "Message-ID": message.message_id}
+        payload["Headers"] = [{"Name": name, "Value": value} for name, value in headers.items()]
+        if message.attachments:
+            payload["Attachments"] = [
+                {
+                    "Name": attachment.filename_or(),
+                    "Content": B64(attachment.content),
+                    "ContentType": attachment.mimetype,
+                    **({"ContentID": f"cid:{attachment.content_id}"} if attachment.inline else {}),
+                }
+                for attachment in message.attachments
+            ]
+        if message.tags:
+            payload["Tag"] = message.tags[0]
+        if message.metadata:
+            payload["Metadata"] = dict(message.metadata)
+        payload["MessageStream"] = self.settings["message_stream"]
+        token = TEST_TOKEN if self.settings["test_mode"] else str(self.settings["server_token"])
+        return HttpRequest(path="/email", json=payload, headers={"X-Postmark-Server-Token": token})
+
+    def _check(self, message: Message) -> None:
+        """Refuse, before any request, what Postmark's validation would reject."""
+        for field in ("sender", "to", "cc", "bcc", "reply_to"):
+            mailboxes = (message.sender_mailbox,) if field == "sender" else message.mailboxes(field)
+            if any(mailbox.needs_smtputf8 for mailbox in mailboxes):
+                self.unsupported("Postmark takes only ASCII local parts", field=field)
+        if any(len(tag) > MAX_TAG_LENGTH for tag in message.tags):
+            self.unsupported(f"Postmark tags are at most {MAX_TAG_LENGTH} characters", field="tags")
+        metadata = message.metadata
+        if (
+            len(metadata) > MAX_METADATA_FIELDS
+            or len({key.lower() for key in metadata}) != len(metadata)
+            or any(len(key) > MAX_METADATA_KEY for key in metadata)
+            or any(len(value) > MAX_METADATA_VALUE for value in metadata.values())
+        ):
+            self.unsupported(
+                f"Postmark takes at most {MAX_METADATA_FIELDS} metadata fields, names up to "
+                f"{MAX_METADATA_KEY} and values up to {MAX_METADATA_VALUE} characters, no "
+                "names differing only in case",
+                field="metadata",
+            )
+
+    def parse_success(self, response: requests.Response, message: Message) -> Receipt:
+        body = self.json_object(response)
+        error_code = body.get("ErrorCode", 0)
+        if error_code not in (0, None):
+            raise self.error_for(response)  # a 200 that reports an error is that error
+        message_id = body.get("MessageID")
+        if not isinstance(message_id, str) or not message_id:
+            self.bad_response("the answer has no MessageID", response)
+        refused: tuple[str, ...] = ()
+        match = _INACTIVE.search(str(body.get("Message") or ""))
+        if match:
+            refused = tuple(a.strip() for a in match.group(1).split(",") if a.strip())
+        return Receipt(
+            driver=self.name, message_id=message_id, response=dict(body),
+            refused_recipients=refused,
+        )  # fmt: skip
+
+    def classify(
+        self, response: requests.Response, body: Any, detail: str, code: str | int | None
+    ) -> DeliveryError | None:
+        error_code = body.get("ErrorCode") if isinstance(body, Mapping) else None
+        extra: dict[str, Any] = {
+            "driver": self.name, "status": response.status_code,
+            "provider_code": error_code, "response": body,
+        }  # fmt: skip
+        if error_code in RATE_CODES or response.status_code == 429:
+            return self.unavailable(detail, response=response, reason="rate_limited", extra=extra)
+        if error_code in AUTH_CODES:
+            return ProviderUnavailable(detail, reason="auth", **extra)
+        if error_code in ACCOUNT_CODES:
+            return ProviderUnavailable(detail, reason="account", **extra)
+        if error_code in SERVER_CODES:
+            return self.unavailable(detail, response=response, reason="server_error", extra=extra)
+        if error_code in REJECT_CODES:
+            return MessageRejected(detail, **extra)
+        if error_code is not None and _STREAM.search(detail):
+            # the message_stream setting names no stream of this server: configuration
+            return ProviderUnavailable(detail, reason="account", **extra)
+        return None

@@ -1,0 +1,173 @@
+"""``sendgrid``: Twilio SendGrid's v3 Mail Send API (``POST /v3/mail/send``, JSON).
+
+One personalization carries to/cc/bcc as ``{email, name}`` objects; ``from`` and
+``reply_to_list`` use the same objects; ``content`` holds text/plain before text/html;
+custom headers and the message's ``Message-ID`` go in ``headers``; tags are ``categories``
+(at most 10), metadata ``custom_args``; attachments are base64 with ``disposition`` and, for
+inline images, ``content_id``. The key is a Bearer token. Success is ``202`` with an empty
+body and the id in the ``X-Message-Id`` response header (``200`` in sandbox mode).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import requests
+
+from ..driver import Receipt, Setting
+from ..errors import DeliveryError, ProviderUnavailable
+from ..message import Mailbox, Message
+from ._http import B64, HTTP_SETTINGS, HttpDriver, HttpRequest, seconds_until
+
+__all__ = ["SendGridDriver"]
+
+#: Headers SendGrid's reference says a request may not set (the rest are Message fields).
+FORBIDDEN_HEADERS = frozenset({"x-sg-id", "x-sg-eid", "received", "dkim-signature"})
+MAX_CATEGORY_LENGTH = 255
+# Words in a 401/403 that mean the account (not the key) is the problem.
+_ACCOUNT_PROBLEMS = ("credits", "suspended", "billing", "disabled", "sender identity", "verified")
+
+
+class SendGridDriver(HttpDriver):
+    """Sends through SendGrid; ``region: eu`` selects the EU endpoint for EU subusers."""
+
+    settings_spec: ClassVar[Mapping[str, Setting]] = {
+        **HTTP_SETTINGS,
+        "api_key": Setting(secret=True, help="SendGrid API key with Mail Send permission"),
+        "region": Setting("global", choices=("global", "eu"), help="global or eu"),
+        "test_mode": Setting(False, bool, help="sandbox mode: validated, never delivered"),
+    }
+    default_base_url: ClassVar[str] = "https://api.sendgrid.com"
+    regional_base_urls: ClassVar[Mapping[str, str]] = {
+        "global": "https://api.sendgrid.com",
+        "eu": "https://api.eu.sendgrid.com",
+    }
+    max_recipients: ClassVar[int | None] = 1000
+    max_tags: ClassVar[int | None] = 10
+    max_message_bytes: ClassVar[int | None] = 30 * 1024 * 1024
+
+    def build_request(self, message: Message) -> HttpRequest:
+        self._check(message)
+        personalization = {
+            field: [_address(mailbox, quote=True) for mailbox in message.mailboxes(field)]
+            for field in ("to", "cc", "bcc")
+            if getattr(message, field)
+        }
+        payload: dict[str, Any] = {
+            "personalizations": [personalization],
+            "from": _address(message.sender_mailbox),
+            "subject": message.subject,
+            "content": [
+                {"type": kind, "value": value}
+                for kind, value in (("text/plain", message.text), ("text/html", message.html))
+                if value
+            ],
+            "headers": {**message.headers, "Message-ID": message.message_id},
+        }
+        if message.reply_to:
+            payload["reply_to_list"] = [_address(m) for m in message.mailboxes("reply_to")]
+        if message.attachments:
+            payload["attachments"] = [
+                {
+                    "content": B64(attachment.content),
+                    "type": attachment.mimetype,
+                    "filename": attachment.filename_or(),
+                    "disposition": "inline" if attachment.inline else "attachment",
+                    **({"content_id": attachment.content_id} if attachment.inline else {}),
+                }
+                for attachment in message.attachments
+            ]
+        if message.tags:
+            payload["categories"] = list(dict.fromkeys(message.tags))
+        if message.metadata:
+            payload["custom_args"] = dict(message.metadata)
+        if self.settings["test_mode"]:
+            payload["mail_settings"] = {"sandbox_mode": {"enable": True}}
+        return HttpRequest(
+            path="/v3/mail/send",
+            json=payload,
+            headers={"Authorization": f"Bearer {self.settings['api_key']}"},
+        )
+
+    def _check(self, message: Message) -> None:
+        """Refuse, before any request, what SendGrid's validation would reject."""
+        if not message.subject:
+            self.unsupported("SendGrid refuses an empty subject", field="subject")
+        if not message.text and not message.html:
+            self.unsupported("SendGrid refuses an empty body", field="text")
+        seen: set[str] = set()
+        for field in ("to", "cc", "bcc"):
+            for mailbox in message.mailboxes(field):
+                key = mailbox.ascii_email.lower()
+                if key in seen:
+                    self.unsupported(
+                        f"SendGrid refuses {mailbox.email} twice across to, cc and bcc",
+                        field=field,
+                    )
+                seen.add(key)
+        for header in message.headers:
+            if header.lower() in FORBIDDEN_HEADERS:
+                self.unsupported(f"SendGrid does not allow the header {header}", field="headers")
+        if any(len(tag) > MAX_CATEGORY_LENGTH for tag in message.tags):
+            self.unsupported(
+                f"SendGrid categories are at most {MAX_CATEGORY_LENGTH} characters", field="tags"
+            )
+
+    def parse_success(self, response: requests.Response, message: Message) -> Receipt:
+        sandbox = self.settings["test_mode"] and response.status_code == 200
+        if response.status_code != 202 and not sandbox:
+            self.bad_response(f"SendGrid accepts with 202, not {response.status_code}", response)
+        if response.content.strip():
+            self.bad_response("SendGrid's acceptance has an empty body", response)
+        message_id = response.headers.get("X-Message-Id") or None
+        return Receipt(
+            driver=self.name,
+            message_id=message_id,
+            response={"status": response.status_code, "x_message_id": message_id},
+        )
+
+    def error_detail(self, body: Any, response: requests.Response) -> tuple[str, Any]:
+        """Every ``errors[]`` entry, with the field it names."""
+        errors = body.get("errors") if isinstance(body, Mapping) else None
+        if isinstance(errors, list) and errors and all(isinstance(e, Mapping) for e in errors):
+            texts = []
+            for error in errors:
+                text = str(error.get("message") or "error")
+                field = error.get("field")
+                if field not in (None, "", "null"):
+                    text += f" (field {field})"
+                texts.append(text)
+            return "; ".join(texts)[:1000], None
+        return super().error_detail(body, response)
+
+    def classify(
+        self, response: requests.Response, body: Any, detail: str, code: str | int | None
+    ) -> DeliveryError | None:
+        status = response.status_code
+        lowered = detail.lower()
+        if status in (401, 403) and any(word in lowered for word in _ACCOUNT_PROBLEMS):
+            return ProviderUnavailable(
+                detail, reason="account", driver=self.name, status=status,
+                provider_code=code, response=body,
+            )  # fmt: skip
+        return None
+
+    def retry_after(self, response: requests.Response) -> float | None:
+        """``Retry-After`` if sent, else ``X-RateLimit-Reset`` (epoch seconds)."""
+        header = super().retry_after(response)
+        if header is not None:
+            return header
+        return seconds_until(response.headers.get("X-RateLimit-Reset"))
+
+
+def _address(mailbox: Mailbox, *, quote: bool = False) -> dict[str, str]:
+    """``{email, name}``; in personalizations SendGrid mis-quotes names with , or ; so those
+    are sent already quoted."""
+    result = {"email": mailbox.ascii_email}
+    name = mailbox.name
+    if name:
+        if quote and any(char in name for char in ",;"):
+            name = '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        result["name"] = name
+    return result
