@@ -333,3 +333,18 @@ def test_reload_closes_removed_drivers(tmp_path: Path) -> None:
 def test_only_config_built_mailers_reload() -> None:
     with pytest.raises(RuntimeError):
         FailoverMailer([MemoryDriver()]).reload()
+
+
+def test_default_also_replaces_an_empty_variable() -> None:
+    """${VAR:-default} behaves as in the shell: an empty VAR takes the default too."""
+    config = {"cooldown": "${COOL:-8}", "drivers": [{"name": "x", "module": "memory"}]}
+    assert load_config(config, environ={"COOL": ""}).cooldown == 8.0
+    assert load_config(config, environ={"COOL": "3"}).cooldown == 3.0
+
+
+def test_reload_keeps_options_given_to_from_config(tmp_path: Path) -> None:
+    path = write(tmp_path / "mail.yml", "cooldown: 10\ndrivers: [{name: A, module: memory}]\n")
+    mailer = FailoverMailer.from_config(path, cooldown=99, deadline=5)
+    write(path, "cooldown: 20\ndeadline: 1\ndrivers: [{name: A, module: memory}]\n")
+    mailer.reload()
+    assert (mailer.cooldown, mailer.deadline) == (99.0, 5)

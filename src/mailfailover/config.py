@@ -255,7 +255,7 @@ def _driver_spec(
     unknown = sorted(str(k) for k in entry if k not in _DRIVER_KEYS)
     if unknown:
         raise ConfigError(
-            f"unknown key {unknown[0]!r} (known: module, name, settings)",
+            f"unknown key {unknown[0]!r} (known: driver, module, name, settings)",
             source=source,
             driver=name,
         )
@@ -287,7 +287,10 @@ def _interpolate(
     source: str,
     driver: str | None,
 ) -> Any:
-    """Replace ``${VAR}`` / ``${VAR:-default}`` in every string; ``$$`` is a literal ``$``."""
+    """Replace ``${VAR}`` / ``${VAR:-default}`` in every string; ``$$`` is a literal ``$``.
+
+    ``${VAR:-default}`` uses the default when VAR is unset or empty, as the shell does.
+    """
     budget[0] -= 1
     if budget[0] < 0:
         raise ConfigError(
@@ -306,10 +309,12 @@ def _interpolate(
                     source=source,
                     driver=driver,
                 )
-            if variable in env:
-                return env[variable]
-            if default is not None:
+            # As in the shell and docker compose: ${VAR:-default} also replaces an empty VAR.
+            value = env.get(variable)
+            if default is not None and not value:
                 return default
+            if value is not None:
+                return value
             raise ConfigError(
                 f"{where} needs the environment variable {variable}, which is not set",
                 source=source,

@@ -150,6 +150,7 @@ class FailoverMailer:
         self._rotation = itertools.count()
         self._chain = _Chain(tuple(_Slot(d, self._new_breaker()) for d in drivers))
         self._source: Any = None
+        self._overrides: dict[str, Any] = {}
         self._closed = False
 
     @staticmethod
@@ -194,6 +195,7 @@ class FailoverMailer:
                 driver.close()
             raise
         mailer._source = source
+        mailer._overrides = dict(options)
         mailer.config = config
         for slot, spec in zip(mailer._chain.slots, config.drivers, strict=True):
             slot.key = spec.key
@@ -214,7 +216,9 @@ class FailoverMailer:
         from .config import build_driver, load_config
 
         config = load_config(self._source)
-        options = config.mailer_options()
+        options = {**config.mailer_options(), **self._overrides}
+        options.pop("on_attempt", None)
+        options.pop("clock", None)
         strategy = options.get("strategy", "failover")
         threshold = options.get("failure_threshold", 2)
         cooldown = float(options.get("cooldown", 30.0))

@@ -96,7 +96,8 @@ def load_driver(name: str) -> type[Driver]:
     except MissingDependency:
         raise
     except Exception as exc:
-        logger.error("driver %r (%s) failed to load", name, entry_point.value, exc_info=exc)
+        logger.error("driver %r (%s) failed to load: %s", name, entry_point.value, exc)
+        logger.debug("traceback of driver %r", name, exc_info=exc)
         raise ConfigError(
             f"driver {name!r} ({entry_point.value}) failed to load: {type(exc).__name__}: {exc}"
         ) from None

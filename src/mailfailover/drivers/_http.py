@@ -96,9 +96,10 @@ class HttpRequest:
     """What a provider module builds: the documented path and body, plus auth and headers."""
 
     path: str
-    json: Any = None
-    data: Any = None
-    files: Any = None
+    # The body can carry the key (Mandrill takes it as a JSON field) and always the message.
+    json: Any = attrs.field(default=None, repr=False)
+    data: Any = attrs.field(default=None, repr=False)
+    files: Any = attrs.field(default=None, repr=False)
     headers: Mapping[str, str] = attrs.field(factory=dict, repr=False)  # may carry the key
     auth: tuple[str, str] | None = attrs.field(default=None, repr=False)
     method: str = "POST"

@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 import requests
 
 from mailfailover import Message, Receipt, Setting
-from mailfailover.drivers._http import HTTP_SETTINGS, HttpDriver, HttpRequest
+from mailfailover.drivers import HTTP_SETTINGS, HttpDriver, HttpRequest
 
 __all__ = ["AcmeDriver"]
 __version__ = "0.1.0"
