@@ -1,7 +1,8 @@
 """The ``mailjet`` driver against a fake Mailjet Send API v3.1 (``responses``).
 
-Sections: contract, payload mapping, success and message id, malformed success answers,
-error classification, transport failures, failover.
+Sections: contract (with transport failures, Retry-After and the generic failover cases from
+:class:`HttpDriverContractTests`), payload mapping, success and message id, malformed success
+answers, error classification, failover.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 import requests
@@ -27,7 +28,7 @@ from mailfailover.mailer import FailoverMailer
 from mailfailover.testing import (
     PDF_BYTES,
     PNG_BYTES,
-    DriverContractTests,
+    HttpDriverContractTests,
     MemoryDriver,
     full_message,
     simple_message,
@@ -119,27 +120,28 @@ def b64(data: bytes) -> str:
 # -- contract -------------------------------------------------------------------------------
 
 
-class TestMailjetContract(DriverContractTests):
+class TestMailjetContract(HttpDriverContractTests):
     secrets = (API_KEY, SECRET_KEY, BASIC.split()[1])
-
-    @pytest.fixture(autouse=True)
-    def _mock(self, mock: responses.RequestsMock) -> None:
-        self.mock = mock
+    endpoint = URL
+    success_response: ClassVar[dict[str, Any]] = {"json": SUCCESS}
+    rejection_response: ClassVar[dict[str, Any]] = {"status": 400, "json": INVALID_EMAIL}
+    unavailable_response: ClassVar[dict[str, Any]] = {
+        "status": 503,
+        "body": "<html>503 Service Unavailable</html>",
+    }
 
     def make_driver(self) -> MailjetDriver:
         return make_driver()
 
-    def arrange_success(self) -> None:
-        self.mock.post(URL, json=SUCCESS)
-
-    def arrange_unavailable(self) -> None:
-        self.mock.post(URL, status=503, body="<html>503 Service Unavailable</html>")
-
-    def arrange_rejection(self) -> None:
-        self.mock.post(URL, status=400, json=INVALID_EMAIL)
-
-    def requests_made(self) -> int:
-        return len(self.mock.calls)
+    def test_transport_failure_keeps_the_requests_error_as_cause(
+        self, contract_driver: MailjetDriver
+    ) -> None:
+        """The contract checks reason and ambiguity; the original exception stays chained."""
+        error = requests.exceptions.ReadTimeout()
+        self.http.post(URL, body=error)
+        with pytest.raises(ProviderUnavailable) as caught:
+            contract_driver.send(simple_message())
+        assert caught.value.__cause__ is error
 
 
 # -- payload mapping --------------------------------------------------------------------------
@@ -430,68 +432,20 @@ def test_documented_errors_are_classified(
         assert secret not in str(error)
 
 
-def test_429_retry_after_is_kept(mock: responses.RequestsMock, driver: MailjetDriver) -> None:
-    mock.post(URL, status=429, json={"ErrorMessage": "Too many requests"},
-              headers={"Retry-After": "120"})  # fmt: skip
-    with pytest.raises(ProviderUnavailable) as caught:
-        driver.send(simple_message())
-    assert caught.value.reason == "rate_limited"
-    assert caught.value.retry_after == 120
+# -- failover ---------------------------------------------------------------------------------
 
-
-# -- transport failures -----------------------------------------------------------------------
-
-REFUSED = requests.exceptions.ConnectionError(
-    urllib3.exceptions.MaxRetryError(
-        None,  # type: ignore[arg-type]
-        "/v3.1/send",
-        urllib3.exceptions.NewConnectionError(None, "Connection refused"),  # type: ignore[arg-type]
-    )
-)
 RESET = requests.exceptions.ConnectionError(
     urllib3.exceptions.ProtocolError("Connection aborted.", ConnectionResetError(104, "reset"))
 )
 
-
-@pytest.mark.parametrize(
-    ("exception", "reason", "ambiguous"),
-    [
-        (requests.exceptions.ConnectTimeout(), "timeout", False),
-        (requests.exceptions.ReadTimeout(), "timeout", True),
-        (REFUSED, "connection", False),
-        (RESET, "connection", True),
-    ],
-    ids=["connect-timeout", "read-timeout", "refused", "reset-after-send"],
-)
-def test_transport_failures_are_unavailable_with_ambiguity(
-    mock: responses.RequestsMock,
-    driver: MailjetDriver,
-    exception: Exception,
-    reason: str,
-    ambiguous: bool,
-) -> None:
-    mock.post(URL, body=exception)
-    with pytest.raises(ProviderUnavailable) as caught:
-        driver.send(simple_message())
-    assert caught.value.reason == reason
-    assert caught.value.ambiguous is ambiguous
-    assert caught.value.status is None
-    assert isinstance(caught.value.__cause__, requests.RequestException)
-
-
-# -- failover ---------------------------------------------------------------------------------
-
 Arrange = Callable[[responses.RequestsMock], None]
 
+#: Failures that fail over beyond the contract's 503, 429, read timeout and refused cases.
 TRANSIENT: dict[str, Arrange] = {
-    "503": lambda m: m.post(URL, status=503, body="unavailable"),
-    "429": lambda m: m.post(URL, status=429, json={"ErrorMessage": "Too many requests"}),
     "auth": lambda m: m.post(URL, status=401, json=ERRORS[0][1]),
     "sender-not-authorized": lambda m: m.post(URL, status=403, json=SENDER_NOT_AUTHORIZED),
     "bad-response": lambda m: m.post(URL, status=200, body="Mailjet says hi"),
     "connect-timeout": lambda m: m.post(URL, body=requests.exceptions.ConnectTimeout()),
-    "read-timeout": lambda m: m.post(URL, body=requests.exceptions.ReadTimeout()),
-    "refused": lambda m: m.post(URL, body=REFUSED),
     "reset": lambda m: m.post(URL, body=RESET),
 }
 
@@ -542,15 +496,6 @@ def test_unsupported_message_is_skipped_and_delivered_by_memory(
     ]
     assert len(backup.outbox) == 1
     assert len(mock.calls) == 0
-
-
-def test_rejection_does_not_fail_over(mock: responses.RequestsMock) -> None:
-    mock.post(URL, status=400, json=INVALID_EMAIL)
-    mailer, backup = mailer_with_backup()
-    with mailer, pytest.raises(MessageRejected) as caught:
-        mailer.send(simple_message())
-    assert backup.outbox == []
-    assert [(a.driver, a.outcome) for a in caught.value.attempts] == [("mailjet-1", "rejected")]
 
 
 def test_retry_after_keeps_the_driver_out_for_that_long(mock: responses.RequestsMock) -> None:

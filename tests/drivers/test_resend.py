@@ -1,7 +1,8 @@
 """The ``resend`` driver against a fake Resend API (``responses``).
 
-Sections: contract, payload mapping and idempotency key, success and message id, malformed
-success answers, error classification, transport failures, failover.
+Sections: contract (with transport failures, Retry-After and the generic failover cases from
+:class:`HttpDriverContractTests`), payload mapping and idempotency key, success and message id,
+malformed success answers, error classification, failover.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 import requests
@@ -22,7 +23,7 @@ from mailfailover.mailer import FailoverMailer
 from mailfailover.testing import (
     PDF_BYTES,
     PNG_BYTES,
-    DriverContractTests,
+    HttpDriverContractTests,
     MemoryDriver,
     full_message,
     simple_message,
@@ -88,27 +89,28 @@ def b64(data: bytes) -> str:
 # -- contract -------------------------------------------------------------------------------
 
 
-class TestResendContract(DriverContractTests):
+class TestResendContract(HttpDriverContractTests):
     secrets = (API_KEY,)
-
-    @pytest.fixture(autouse=True)
-    def _mock(self, mock: responses.RequestsMock) -> None:
-        self.mock = mock
+    endpoint = URL
+    success_response: ClassVar[dict[str, Any]] = {"json": SUCCESS}
+    rejection_response: ClassVar[dict[str, Any]] = {"status": 422, "json": INVALID_TO}
+    unavailable_response: ClassVar[dict[str, Any]] = {
+        "status": 500,
+        "json": resend_error(500, "application_error", "Oops"),
+    }
 
     def make_driver(self) -> ResendDriver:
         return make_driver()
 
-    def arrange_success(self) -> None:
-        self.mock.post(URL, json=SUCCESS)
-
-    def arrange_unavailable(self) -> None:
-        self.mock.post(URL, status=500, json=resend_error(500, "application_error", "Oops"))
-
-    def arrange_rejection(self) -> None:
-        self.mock.post(URL, status=422, json=INVALID_TO)
-
-    def requests_made(self) -> int:
-        return len(self.mock.calls)
+    def test_transport_failure_keeps_the_requests_error_as_cause(
+        self, contract_driver: ResendDriver
+    ) -> None:
+        """The contract checks reason and ambiguity; the original exception stays chained."""
+        error = requests.exceptions.ReadTimeout()
+        self.http.post(URL, body=error)
+        with pytest.raises(ProviderUnavailable) as caught:
+            contract_driver.send(simple_message())
+        assert caught.value.__cause__ is error
 
 
 # -- payload mapping and idempotency key ------------------------------------------------------
@@ -380,60 +382,21 @@ def test_quota_exhausted_keeps_the_driver_out_for_an_hour(
     assert caught.value.retry_after == 3600
 
 
-# -- transport failures -----------------------------------------------------------------------
+# -- failover ---------------------------------------------------------------------------------
 
-REFUSED = requests.exceptions.ConnectionError(
-    urllib3.exceptions.MaxRetryError(
-        None,  # type: ignore[arg-type]
-        "/emails",
-        urllib3.exceptions.NewConnectionError(None, "Connection refused"),  # type: ignore[arg-type]
-    )
-)
 RESET = requests.exceptions.ConnectionError(
     urllib3.exceptions.ProtocolError("Connection aborted.", ConnectionResetError(104, "reset"))
 )
 
-
-@pytest.mark.parametrize(
-    ("exception", "reason", "ambiguous"),
-    [
-        (requests.exceptions.ConnectTimeout(), "timeout", False),
-        (requests.exceptions.ReadTimeout(), "timeout", True),
-        (REFUSED, "connection", False),
-        (RESET, "connection", True),
-    ],
-    ids=["connect-timeout", "read-timeout", "refused", "reset-after-send"],
-)
-def test_transport_failures_are_unavailable_with_ambiguity(
-    mock: responses.RequestsMock,
-    driver: ResendDriver,
-    exception: Exception,
-    reason: str,
-    ambiguous: bool,
-) -> None:
-    mock.post(URL, body=exception)
-    with pytest.raises(ProviderUnavailable) as caught:
-        driver.send(simple_message())
-    assert caught.value.reason == reason
-    assert caught.value.ambiguous is ambiguous
-    assert caught.value.status is None
-    assert isinstance(caught.value.__cause__, requests.RequestException)
-
-
-# -- failover ---------------------------------------------------------------------------------
-
 Arrange = Callable[[responses.RequestsMock], None]
 
+#: Failures that fail over beyond the contract's 500, 429, read timeout and refused cases.
 TRANSIENT: dict[str, Arrange] = {
-    "500": lambda m: m.post(URL, status=500, json=resend_error(500, "application_error", "x")),
-    "429": lambda m: m.post(URL, status=429, json=RATE_LIMITED),
     "auth": lambda m: m.post(URL, status=403, json=resend_error(403, "invalid_api_key", "x")),
     "testing-only": lambda m: m.post(URL, status=403, json=TESTING_ONLY),
     "concurrent-key": lambda m: m.post(URL, status=409, json=CONCURRENT),
     "bad-response": lambda m: m.post(URL, status=200, body="not resend"),
     "connect-timeout": lambda m: m.post(URL, body=requests.exceptions.ConnectTimeout()),
-    "read-timeout": lambda m: m.post(URL, body=requests.exceptions.ReadTimeout()),
-    "refused": lambda m: m.post(URL, body=REFUSED),
     "reset": lambda m: m.post(URL, body=RESET),
 }
 
@@ -472,13 +435,10 @@ def test_transient_failure_fails_over_to_memory(
     assert len(mock.calls) == 1
 
 
-@pytest.mark.parametrize(
-    "body",
-    [INVALID_TO, resend_error(409, "invalid_idempotent_request", "different payload")],
-    ids=["422", "409-key-reused"],
-)
-def test_rejection_does_not_fail_over(mock: responses.RequestsMock, body: dict[str, Any]) -> None:
-    mock.post(URL, status=body["statusCode"], json=body)
+def test_reused_idempotency_key_does_not_fail_over(mock: responses.RequestsMock) -> None:
+    """A 409 for a key reused with another payload is a rejection (the contract checks a 422)."""
+    body = resend_error(409, "invalid_idempotent_request", "different payload")
+    mock.post(URL, status=409, json=body)
     mailer, backup = mailer_with_backup()
     with mailer, pytest.raises(MessageRejected) as caught:
         mailer.send(simple_message())
