@@ -271,10 +271,13 @@ class HttpDriverContractTests(DriverContractTests):
     def test_contract_transport_failures(
         self, contract_driver: Driver, make_error: Any, reason: str, ambiguous: bool
     ) -> None:
-        """Timeouts, refused and reset connections are unavailable, ambiguous only after send."""
-        self._answer(body=make_error())
+        """Timeouts, refused and reset connections are unavailable, ambiguous only after send,
+        with the original ``requests`` exception chained as the cause."""
+        error = make_error()
+        self._answer(body=error)
         with pytest.raises(ProviderUnavailable) as caught:
             contract_driver.send(simple_message())
+        assert caught.value.__cause__ is error
         assert (caught.value.reason, caught.value.ambiguous) == (reason, ambiguous)
         assert caught.value.status is None
         assert caught.value.driver == contract_driver.name
