@@ -41,20 +41,20 @@ from openapi_spec_validator import validate as validate_spec
 from werkzeug.test import EnvironBuilder, run_wsgi_app
 
 from mailfailover import ConfigError, FailoverMailer, MemoryDriver, Message
+from mailfailover._gunicorn import _check_config, _is_loopback
+from mailfailover._send_request import _ATTACHMENT_KEYS, FIELDS
 from mailfailover.config import HttpConfig, load_config
-from mailfailover.flask import (
-    _ATTACHMENT_KEYS,
-    API_TOKEN_ENV,
-    FIELDS,
+from mailfailover.errors import (
     INTERNAL_ERROR,
     NOT_FOUND,
     SENDER_NOT_ALLOWED,
     TOO_LARGE,
     UNAUTHORIZED,
+)
+from mailfailover.flask import (
+    API_TOKEN_ENV,
     MailFailover,
     SenderAllowList,
-    _check_config,
-    _is_loopback,
     create_app,
     serve,
 )

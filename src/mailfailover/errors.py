@@ -46,6 +46,12 @@ UNSUPPORTED_MEDIA_TYPE = 4
 NO_PROVIDER = 5
 #: New in mailfailover.
 CONFIGURATION = 6
+#: Answers of the HTTP adapter (``mailfailover.flask``) beyond the original service's.
+UNAUTHORIZED = 7
+SENDER_NOT_ALLOWED = 8
+TOO_LARGE = 9
+NOT_FOUND = 10
+INTERNAL_ERROR = 11
 
 
 class MailError(Exception):
