@@ -52,6 +52,7 @@ ENV_VARIABLE = "MAILFAILOVER_CONFIG"
 DEFAULT_PATH = Path("config") / "mail.yml"
 MAX_CONFIG_BYTES = 1024 * 1024
 MAX_NODES = 100_000
+MAX_DEPTH = 50
 DEFAULT_MAX_BODY_BYTES = 25 * 1024 * 1024
 
 _TOP_KEYS = frozenset(
@@ -163,6 +164,8 @@ def _read_yaml(path: Path) -> Any:
         raise ConfigError("the file is not UTF-8 text", source=str(path)) from None
     try:
         return yaml.safe_load(text)
+    except RecursionError:  # PyYAML's parser recurses once per level of [[[...]]]
+        raise ConfigError("the file is nested too deeply", source=str(path)) from None
     except yaml.YAMLError as exc:
         where = ""
         mark = getattr(exc, "problem_mark", None)
@@ -286,6 +289,7 @@ def _interpolate(
     where: str,
     source: str,
     driver: str | None,
+    depth: int = 0,
 ) -> Any:
     """Replace ``${VAR}`` / ``${VAR:-default}`` in every string; ``$$`` is a literal ``$``.
 
@@ -296,6 +300,10 @@ def _interpolate(
         raise ConfigError(
             "the configuration is too large (more than 100,000 values, counting aliases)",
             source=source,
+        )
+    if depth > MAX_DEPTH:  # also a YAML alias that contains itself (a: &a [*a])
+        raise ConfigError(
+            f"{where}: nested more than {MAX_DEPTH} levels deep", source=source, driver=driver
         )
     if isinstance(value, str):
 
@@ -324,12 +332,21 @@ def _interpolate(
         return _PLACEHOLDER.sub(replace, value)
     if isinstance(value, Mapping):
         return {
-            k: _interpolate(v, env, budget, where=f"{where}.{k}", source=source, driver=driver)
+            k: _interpolate(
+                v,
+                env,
+                budget,
+                where=f"{where}.{k}",
+                source=source,
+                driver=driver,
+                depth=depth + 1,
+            )
             for k, v in value.items()
         }
     if isinstance(value, list):
         return [
-            _interpolate(v, env, budget, where=where, source=source, driver=driver) for v in value
+            _interpolate(v, env, budget, where=where, source=source, driver=driver, depth=depth + 1)
+            for v in value
         ]
     return value
 

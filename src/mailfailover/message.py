@@ -3,8 +3,9 @@
 A :class:`Message` is validated when it is built, so an invalid message never reaches a
 driver. Anything that ends up in a header (subject, addresses and their display names,
 header names and values, tags, metadata, attachment filenames and content ids) may not
-contain CR, LF or NUL: that is the header-injection guard, and it holds for every driver
-because every driver reads these fields from here.
+contain CR, LF, NUL or another line-breaking character: that is the header-injection guard,
+and it holds for every driver because every driver reads these fields from here. No field
+may hold a lone surrogate, which no mail can encode.
 """
 
 from __future__ import annotations
@@ -44,7 +45,12 @@ RESERVED_HEADERS = frozenset(
 )
 _RESERVED_PREFIXES = ("content-",)
 
-_FORBIDDEN_CHARS = re.compile(r"[\r\n\x00]")
+# CR, LF and NUL, and every other character str.splitlines() breaks on (VT, FF, FS, GS, RS,
+# NEL, U+2028, U+2029): the email package refuses a header value it would split, so letting
+# one through would only move the failure from here to every driver's MIME builder.
+_FORBIDDEN_CHARS = re.compile("[\r\n\x00\x0b\x0c\x1c-\x1e\x85\u2028\u2029]")
+# A lone surrogate (JSON's "\ud800" decodes to one) is not text any mail can encode.
+_SURROGATES = re.compile("[\ud800-\udfff]")
 # RFC 5322 field name: printable US-ASCII except colon.
 _HEADER_NAME = re.compile(r"^[\x21-\x39\x3b-\x7e]{1,76}$")
 _MIME_PART = r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}"
@@ -91,7 +97,13 @@ class Mailbox:
 
 def _refuse_controls(value: str, what: str) -> None:
     if _FORBIDDEN_CHARS.search(value):
-        raise ValueError(f"{what} may not contain CR, LF or NUL characters")
+        raise ValueError(f"{what} may not contain CR, LF, NUL or other line-breaking characters")
+    _refuse_surrogates(value, what)
+
+
+def _refuse_surrogates(value: str, what: str) -> None:
+    if _SURROGATES.search(value):
+        raise ValueError(f"{what} is not valid Unicode text (it holds a lone surrogate)")
 
 
 def _ascii_domain(domain: str) -> str:
@@ -213,6 +225,8 @@ def _addresses(field: str, value: Any) -> tuple[str, ...]:
         raise _invalid(field, "must be a string or a list of strings")
     result = []
     for item in items:
+        if not isinstance(item, str):  # parse_mailbox is cached: a list would not even hash
+            raise _invalid(field, f"must hold strings, not {type(item).__name__}")
         try:
             parse_mailbox(item)
         except ValueError as exc:
@@ -238,6 +252,10 @@ def _body(field: str, value: Any) -> str | None:
         return None
     if not isinstance(value, str):
         raise _invalid(field, f"must be a string, not {type(value).__name__}")
+    try:
+        _refuse_surrogates(value, "the body")
+    except ValueError as exc:
+        raise _invalid(field, str(exc)) from None
     return value
 
 
@@ -592,7 +610,9 @@ class Message:
         if unknown:
             raise _invalid(str(unknown[0]), "is not a message field")
         for required in ("sender", "to", "subject"):
-            if data.get(required) in (None, "", []):
+            value = data.get(required)
+            # An empty subject given explicitly is a subject, as in the constructor.
+            if value is None or (required != "subject" and value in ("", [])):
                 raise InvalidMessage(f"{required}: is required", field=required, code=1)
         attachments = data.get("attachments") or []
         if not isinstance(attachments, list):
