@@ -348,3 +348,14 @@ def test_reload_keeps_options_given_to_from_config(tmp_path: Path) -> None:
     write(path, "cooldown: 20\ndeadline: 1\ndrivers: [{name: A, module: memory}]\n")
     mailer.reload()
     assert (mailer.cooldown, mailer.deadline) == (99.0, 5)
+
+
+def test_empty_api_token_means_none() -> None:
+    config = {
+        "drivers": [{"name": "x", "module": "memory"}],
+        "http": {"api_token": "${MAILFAILOVER_API_TOKEN:-}"},
+    }
+    assert load_config(config, environ={}).http.api_token is None
+    assert load_config(config, environ={"MAILFAILOVER_API_TOKEN": "t0k"}).http.api_token == "t0k"
+    with pytest.raises(ConfigError, match="must be a string"):
+        load_config({**config, "http": {"api_token": 12345}})

@@ -395,8 +395,11 @@ def _http_config(source: str, value: Any) -> HttpConfig:
         known = ", ".join(sorted(_HTTP_KEYS))
         raise ConfigError(f"unknown key 'http.{unknown[0]}' (known: {known})", source=source)
     token = value.get("api_token")
-    if token is not None and (not isinstance(token, str) or not token.strip()):
-        raise ConfigError("'http.api_token' must be a non-empty string", source=source)
+    if token is not None and not isinstance(token, str):
+        raise ConfigError("'http.api_token' must be a string", source=source)
+    # An empty token (``${MAILFAILOVER_API_TOKEN:-}`` with the variable unset) means none:
+    # then serve binds only to loopback.
+    token = token.strip() if token else None
     senders = value.get("allowed_senders") or []
     if isinstance(senders, str):
         senders = [senders]
