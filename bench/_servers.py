@@ -40,6 +40,7 @@ import struct
 import subprocess
 import sys
 import threading
+import urllib.parse
 import urllib.request
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
@@ -456,7 +457,8 @@ def http_drivers() -> tuple[list[Provider], dict[str, str]]:
 
 @dataclass
 class Request:
-    """One request as the server received it."""
+    """One request as the server received it (``path`` is the request target: an absolute
+    URL when the server was used as a proxy)."""
 
     method: str
     path: str
@@ -592,7 +594,8 @@ class StandInServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
                     Request(handler.command, handler.path, dict(handler.headers), body)
                 )
         if behaviour == SUCCESS:
-            behaviour = _success(handler.path, number)
+            # As a proxy, the request target is the absolute URL: route on its path.
+            behaviour = _success(urllib.parse.urlsplit(handler.path).path, number)
         if isinstance(behaviour, Answer):
             if 200 <= behaviour.status < 300:
                 found = self.id_pattern.search(body) if self.id_pattern else None

@@ -16,6 +16,7 @@ import base64
 import contextlib
 import email.utils
 import json
+import os
 import time
 import uuid
 from collections.abc import Iterator, Mapping
@@ -126,6 +127,13 @@ class HttpDriver(Driver):
         adapter = requests.adapters.HTTPAdapter(pool_connections=1, pool_maxsize=pool)
         self.session.mount("https://", adapter)
         self.session.mount("http://", adapter)
+        # With trust_env on, requests re-reads the environment for every request (the proxy
+        # variables and NO_PROXY for the URL, a CA bundle, ~/.netrc): a quarter of a request
+        # to a local server, and a .netrc entry for the provider's host would even replace
+        # our Authorization header. A driver talks to one endpoint, so the environment is
+        # read once, at the first send (see _use_environment).
+        self.session.trust_env = False
+        self._environment_read = False
 
     # -- what a provider module implements ---------------------------------------------
 
@@ -181,6 +189,8 @@ class HttpDriver(Driver):
 
     def post(self, request: HttpRequest) -> requests.Response:
         """Send ``request``; every transport failure leaves as :class:`ProviderUnavailable`."""
+        if not self._environment_read:
+            self._use_environment()
         headers = dict(request.headers)
         data = request.data
         if request.json is not None:
@@ -197,6 +207,14 @@ class HttpDriver(Driver):
                 timeout=self.timeouts(),
                 allow_redirects=False,
             )
+
+    def _use_environment(self) -> None:
+        """Apply the proxy and CA-bundle variables requests would read per request."""
+        self.session.proxies.update(requests.utils.get_environ_proxies(self.base_url))
+        bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+        if bundle:
+            self.session.verify = bundle
+        self._environment_read = True
 
     def timeouts(self) -> tuple[float, float]:
         connect = float(self.settings["connect_timeout"])
