@@ -455,7 +455,7 @@ def test_no_credential_from_the_environment_shows_in_logs_or_errors(
     config = {
         "drivers": [
             {"name": "p", "module": provider.driver,
-             "settings": {**settings_, "base_url": stand_in.url, "timeout": 0.3}},
+             "settings": {**settings_, "base_url": stand_in.url, "timeout": 1.0}},
             {"name": "backup", "module": "memory", "settings": {"fail": "unavailable"}},
         ],
     }  # fmt: skip
