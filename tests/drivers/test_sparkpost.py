@@ -474,3 +474,12 @@ def test_retry_after_keeps_the_driver_out_for_that_long(mock: responses.Requests
     assert third.driver == "sparkpost-1"
     assert third.message_id == "11668787484950529"
     assert len(backup.outbox) == 2
+
+
+def test_huge_to_lists_are_refused_before_any_request(mock: responses.RequestsMock) -> None:
+    """10,000 To addresses would repeat a 300 KB To line per recipient: refused up front."""
+    message = simple_message(to=[f"user{i}@example.com" for i in range(10_000)])
+    with pytest.raises(UnsupportedFeature) as caught:
+        make_driver().send(message)
+    assert caught.value.field == "to"
+    assert len(mock.calls) == 0

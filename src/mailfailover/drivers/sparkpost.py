@@ -24,6 +24,8 @@ __all__ = ["SparkPostDriver"]
 
 #: "A maximum of 1000 bytes of merged metadata (transmission level + recipient level)".
 MAX_METADATA_BYTES = 1000
+#: Bound on the To lines repeated in every recipient's header_to (see build_request).
+MAX_HEADER_TO_BYTES = 20 * 1024 * 1024
 #: Error codes that mean the account is not set up to send this (another provider may be):
 #: 7001 "Unconfigured or unverified sending domain."
 ACCOUNT_CODES = frozenset({"7001"})
@@ -61,6 +63,16 @@ class SparkPostDriver(HttpDriver):
                     field="metadata",
                 )
         to_line = ", ".join(_display(mb) for mb in message.mailboxes("to"))
+        # Every recipient carries the whole visible To line in its header_to, so the body
+        # grows with recipients x To addresses: refuse before building what SparkPost
+        # could never take (10,000 To addresses would make a body of about 2 GB).
+        repeated = len(to_line.encode("utf-8")) * len(message.recipients())
+        if repeated > MAX_HEADER_TO_BYTES:
+            self.unsupported(
+                f"{len(message.recipients())} recipients each repeating a {len(to_line)}-"
+                f"character To line exceed SparkPost's request size",
+                field="to",
+            )
         recipients: list[dict[str, Any]] = []
         seen: set[str] = set()
         for field in ("to", "cc", "bcc"):
