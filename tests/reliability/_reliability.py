@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 import pytest
@@ -11,17 +10,14 @@ from _servers import PROVIDERS, http_drivers
 READY, MISSING = http_drivers()
 
 
-def provider_params(known_bugs: Mapping[str, str] | None = None) -> list[Any]:
+def provider_params() -> list[Any]:
     """One param per HTTP driver in the stand-in table; a driver that cannot be imported is
-    skipped with the reason why, never silently dropped. ``known_bugs`` maps a driver to
-    the reason it fails the test today: marked xfail and not run (each costs too much)."""
+    skipped with the reason why, never silently dropped."""
     ready = {provider.driver for provider in READY}
     params = []
     for name, provider in PROVIDERS.items():
         marks: Any = ()
         if name not in ready:
             marks = pytest.mark.skip(reason=f"driver {name!r} not importable: {MISSING[name]}")
-        elif known_bugs and name in known_bugs:
-            marks = pytest.mark.xfail(reason=known_bugs[name], run=False)
         params.append(pytest.param(provider, id=name, marks=marks))
     return params

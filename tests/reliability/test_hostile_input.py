@@ -385,15 +385,7 @@ def _send_outcome(provider: Provider, message: Message, url: str) -> SendResult 
     return None
 
 
-#: Drivers that fail the next test today, and why (not run: the failure costs 2 GB and 25 s).
-QUADRATIC = {
-    "sparkpost": "SparkPostDriver repeats the whole visible To line in every recipient's "
-    "header_to: 10,000 recipients make a 1.9 GB request body (24 s to encode), where "
-    "SparkPost's own limit is 20 MB",
-}
-
-
-@pytest.mark.parametrize("provider", provider_params(known_bugs=QUADRATIC))
+@pytest.mark.parametrize("provider", provider_params())
 def test_ten_thousand_recipients_are_refused_up_front_or_sent_whole(
     provider: Provider, crowd: Message
 ) -> None:
