@@ -20,9 +20,9 @@ import re
 import uuid
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
-from email.headerregistry import Address
+from email.headerregistry import Address, BaseHeader, HeaderRegistry, UnstructuredHeader
 from email.message import EmailMessage
-from email.policy import Policy
+from email.policy import EmailPolicy, Policy
 from typing import Any
 
 import attrs
@@ -424,6 +424,46 @@ class Attachment:
         return base64.b64encode(self.content).decode("ascii")
 
 
+class _HeaderClasses(HeaderRegistry):
+    """The standard header registry, keeping the class it builds for each header name.
+
+    ``HeaderRegistry.__getitem__`` builds a new class with ``type()`` for every header
+    object the email package makes, and :meth:`Message.to_mime` makes dozens (each part's
+    Content-* headers, each read, each fold): that was a third of its time.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._classes: dict[str, type[BaseHeader]] = {}
+
+    def __getitem__(self, name: str) -> type[BaseHeader]:
+        key = name.lower()
+        cls = self._classes.get(key)
+        if cls is None:
+            cls = self._classes[key] = super().__getitem__(name)
+        return cls
+
+
+_HEADER_CLASSES = _HeaderClasses()
+_STANDARD_HEADERS = HeaderRegistry().registry
+
+
+def _with_header_cache(policy: Policy) -> Policy:
+    """``policy`` using :class:`_HeaderClasses`, when it uses an unmodified standard registry
+    (a caller's own registry is left alone)."""
+    if not isinstance(policy, EmailPolicy):
+        return policy
+    factory = policy.header_factory
+    if (
+        type(factory) is not HeaderRegistry
+        or factory.registry != _STANDARD_HEADERS
+        or factory.base_class is not BaseHeader
+        or factory.default_class is not UnstructuredHeader
+    ):
+        return policy
+    return policy.clone(header_factory=_HEADER_CLASSES)
+
+
 def _default_message_id(message: Message) -> str:
     try:
         domain = parse_mailbox(message.sender).ascii_domain
@@ -530,7 +570,7 @@ class Message:
         if policy is None:
             policy = email.policy.SMTPUTF8 if self.needs_smtputf8 else email.policy.SMTP
         ascii_domains = not getattr(policy, "utf8", False)
-        mime = EmailMessage(policy=policy)
+        mime = EmailMessage(policy=_with_header_cache(policy))
         mime["From"] = self.sender_mailbox.address(ascii_domain=ascii_domains)
         for field, header in (("to", "To"), ("cc", "Cc"), ("reply_to", "Reply-To")):
             mailboxes = self.mailboxes(field)
