@@ -777,7 +777,19 @@ def stats(port: int) -> dict[str, Any]:
 
 
 def _serve_smtp(args: list[str]) -> None:
+    import ssl
+    import warnings
+
+    # aiosmtpd warns on every AUTH that its own Session.login_data is deprecated.
+    warnings.filterwarnings("ignore", message="Session.login_data is deprecated")
+
     from aiosmtpd.controller import Controller
+    from aiosmtpd.smtp import AuthResult, LoginPassword
+
+    parser = argparse.ArgumentParser(prog="_servers.py smtp")
+    parser.add_argument("--tls", nargs=2, metavar=("CERT", "KEY"), help="offer STARTTLS")
+    parser.add_argument("--auth", metavar="USER:PASSWORD", help="require AUTH (after TLS)")
+    options = parser.parse_args(args)
 
     class Sink:
         received = 0
@@ -786,10 +798,25 @@ def _serve_smtp(args: list[str]) -> None:
             Sink.received += 1
             return f"250 2.0.0 Ok: queued as Q{Sink.received:07d}"
 
+    def authenticate(server: Any, session: Any, envelope: Any, mechanism: str, data: Any) -> Any:
+        expected = (options.auth or "").encode()
+        given = data.login + b":" + data.password if isinstance(data, LoginPassword) else b""
+        return AuthResult(success=given == expected)
+
+    kwargs: dict[str, Any] = {"data_size_limit": 64 << 20}
+    if options.tls:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(*options.tls)
+        kwargs.update(tls_context=context, require_starttls=True)
+    if options.auth:
+        kwargs.update(auth_required=True, authenticator=authenticate)
     probe = socket.create_server((HOST, 0))
     port = int(probe.getsockname()[1])
     probe.close()
-    controller = Controller(Sink(), hostname=HOST, port=port, data_size_limit=64 << 20)
+    # server_hostname: without it aiosmtpd calls socket.getfqdn() for every connection.
+    controller = Controller(
+        Sink(), hostname=HOST, port=port, server_hostname="stand-in.localhost", **kwargs
+    )
     controller.start()
     print(port, flush=True)
     sys.stdin.read()
