@@ -777,11 +777,11 @@ def stats(port: int) -> dict[str, Any]:
 
 
 def _serve_smtp(args: list[str]) -> None:
+    import logging
     import ssl
-    import warnings
 
-    # aiosmtpd warns on every AUTH that its own Session.login_data is deprecated.
-    warnings.filterwarnings("ignore", message="Session.login_data is deprecated")
+    # aiosmtpd logs a warning on every AUTH (its own Session.login_data is deprecated).
+    logging.getLogger("mail.log").setLevel(logging.ERROR)
 
     from aiosmtpd.controller import Controller
     from aiosmtpd.smtp import AuthResult, LoginPassword
