@@ -18,9 +18,19 @@ from dataclasses import dataclass
 
 import pytest
 from _reliability import provider_params
-from _servers import HANG, RESET, RESET_MID, Answer, Behaviour, Provider, closed_port
+from _servers import (
+    HANG,
+    RESET,
+    RESET_MID,
+    Answer,
+    Behaviour,
+    Provider,
+    StandInServer,
+    closed_port,
+)
 
 from mailfailover import (
+    DriverHealth,
     FailoverMailer,
     MemoryDriver,
     MessageRejected,
@@ -109,7 +119,7 @@ def _assert_no_secret(provider: Provider, *texts: str) -> None:
             assert secret not in text, "a credential leaked into a log line or error text"
 
 
-def _primary_health(mailer: FailoverMailer):  # type: ignore[no-untyped-def]
+def _primary_health(mailer: FailoverMailer) -> DriverHealth:
     return mailer.health()[0]
 
 
@@ -118,7 +128,7 @@ def _primary_health(mailer: FailoverMailer):  # type: ignore[no-untyped-def]
 def test_fault_is_classified_failed_over_and_cooled_down(
     provider: Provider,
     fault: Fault,
-    stand_in,  # type: ignore[no-untyped-def]
+    stand_in: StandInServer,
     all_logs: pytest.LogCaptureFixture,
 ) -> None:
     """The driver names the fault rightly, the mailer fails over (or stops, for a
@@ -147,7 +157,9 @@ def test_fault_is_classified_failed_over_and_cooled_down(
     _assert_no_secret(provider, all_logs.text, *texts)
 
 
-def _check_rejection(mailer, backup, stand_in, texts) -> None:  # type: ignore[no-untyped-def]
+def _check_rejection(
+    mailer: FailoverMailer, backup: MemoryDriver, stand_in: StandInServer, texts: list[str]
+) -> None:
     message = simple_message()
     with pytest.raises(MessageRejected) as caught:
         mailer.send(message)
@@ -163,8 +175,14 @@ def _check_rejection(mailer, backup, stand_in, texts) -> None:  # type: ignore[n
     assert health.consecutive_failures == 0
 
 
-def _check_failover(  # type: ignore[no-untyped-def]
-    fault: Fault, behaviour: Behaviour | None, mailer, backup, stand_in, clock: FakeClock, texts
+def _check_failover(
+    fault: Fault,
+    behaviour: Behaviour | None,
+    mailer: FailoverMailer,
+    backup: MemoryDriver,
+    stand_in: StandInServer,
+    clock: FakeClock,
+    texts: list[str],
 ) -> None:
     reaches = behaviour is not None
     # Every HTTP answer is reported with its status; a transport failure has none.
@@ -225,7 +243,7 @@ def _check_failover(  # type: ignore[no-untyped-def]
 
 
 @pytest.mark.parametrize("provider", provider_params())
-def test_recovered_primary_takes_traffic_back(provider: Provider, stand_in) -> None:  # type: ignore[no-untyped-def]
+def test_recovered_primary_takes_traffic_back(provider: Provider, stand_in: StandInServer) -> None:
     """After a cooldown, a primary that answers again is used again (fail-back), and the
     message goes out exactly once."""
     stand_in.default = Answer(503, b"down", content_type="text/plain")
