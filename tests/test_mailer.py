@@ -466,3 +466,15 @@ def test_random_failures_never_lose_the_probe(clock: FakeClock) -> None:
         mailer.send(simple_message())
         clock.advance(rng.choice([0, 0.5, 1.5]))
         assert mailer.health()[0].state is not State.PROBING
+
+
+def test_a_timeout_cools_the_driver_down_at_once(clock: FakeClock) -> None:
+    """A timed-out provider is not tried again for the cooldown, whatever the threshold:
+    each try would cost a message a whole timeout."""
+    a = ScriptedDriver("A", down(reason="timeout", ambiguous=True), "ok")
+    mailer = FailoverMailer([a, ScriptedDriver("B")], failure_threshold=5, cooldown=30, clock=clock)
+    assert outcomes(mailer.send(simple_message())) == [("A", "unavailable"), ("B", "sent")]
+    assert outcomes(mailer.send(simple_message())) == [("A", "skipped"), ("B", "sent")]
+    assert mailer.health()[0].state is State.COOLING_DOWN
+    clock.advance(30)
+    assert mailer.send(simple_message()).driver == "A"

@@ -3,7 +3,8 @@
 A driver is *healthy* until it fails ``failure_threshold`` times in a row with
 :class:`~mailfailover.errors.ProviderUnavailable`; it is then *cooling down* for ``cooldown``
 seconds, and skipped. A provider that says when to come back (``Retry-After``, a rate-limit
-reset) is cooled down for at least that long at once, whatever the threshold. When the
+reset) is cooled down for at least that long at once, whatever the threshold, and so is a
+provider that timed out: every further try would cost every message a whole timeout. When the
 cooldown is over the next real message is the *probe*: one send at a time may try the
 driver; success makes it healthy again (and, in the failover strategy, primary again),
 failure starts a new cooldown.
@@ -96,13 +97,16 @@ class Breaker:
         """The driver was claimed but not used (it could not carry the message)."""
         self.probing = False
 
-    def failure(self, now: float, reason: str, retry_after: float | None) -> None:
+    def failure(
+        self, now: float, reason: str, retry_after: float | None, *, trip: bool = False
+    ) -> None:
+        """Count a failure; ``trip`` starts the cooldown at once, whatever the threshold."""
         self.consecutive_failures += 1
         self.failed += 1
         self.last_error = reason
         was_probe = self.probing
         self.probing = False
-        tripped = was_probe or self.consecutive_failures >= self.failure_threshold
+        tripped = trip or was_probe or self.consecutive_failures >= self.failure_threshold
         wait = max(self.cooldown if tripped else 0.0, retry_after or 0.0)
         if wait > 0:
             self.until = now + wait

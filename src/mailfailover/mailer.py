@@ -367,8 +367,13 @@ class FailoverMailer:
         except Exception as exc:
             error = self._as_unavailable(driver, exc)
             with self._lock:
+                # A timeout cools the driver down at once: each further try would make a
+                # message wait a whole timeout before failing over.
                 breaker.failure(
-                    self._clock(), f"{error.reason}: {error.detail}"[:300], error.retry_after
+                    self._clock(),
+                    f"{error.reason}: {error.detail}"[:300],
+                    error.retry_after,
+                    trip=error.reason == "timeout",
                 )
             settled = True
             level = logging.ERROR if error.reason in _LOUD_REASONS else logging.WARNING

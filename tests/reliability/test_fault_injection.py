@@ -218,12 +218,14 @@ def _check_failover(
 
     send_and_check(tried=True)
     health = _primary_health(mailer)
-    if fault.retry_after is not None:
-        # The provider said when to come back: cooled down at once, for that long.
+    if fault.retry_after is not None or fault.reasons == {"timeout"}:
+        # The provider said when to come back (cooled down at once, for that long), or it
+        # timed out (cooled down at once: another try would cost a whole timeout again).
+        wait = fault.retry_after if fault.retry_after is not None else COOLDOWN
         assert health.state is State.COOLING_DOWN
-        assert health.cooldown_remaining == pytest.approx(fault.retry_after)
+        assert health.cooldown_remaining == pytest.approx(wait)
         send_and_check(tried=False)
-        clock.advance(fault.retry_after)
+        clock.advance(wait)
     else:
         assert health.state is State.HEALTHY
         assert health.consecutive_failures == 1
