@@ -87,7 +87,8 @@ PYTHON_DOCS = [
         *sorted(DOCS.glob("*.md")),
         *(DOCS / "drivers" / f"{name}.md" for name in ("memory", "file", "console")),
     )
-    if _has_python(path)
+    # design.md is the contract's twin: its python blocks are signatures, not examples.
+    if _has_python(path) and path.name != "design.md"
 ]
 YAML_DOCS = _markdown(DOCS / "configuration.md", *sorted((DOCS / "drivers").glob("*.md")))
 SHELL_DOCS = _markdown(ROOT / "README.md", *sorted(DOCS.glob("*.md")))
