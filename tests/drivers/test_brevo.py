@@ -7,8 +7,6 @@ malformed success answers, error classification, failover.
 
 from __future__ import annotations
 
-import base64
-import json
 import time
 from collections.abc import Callable, Iterator
 from typing import Any, ClassVar
@@ -17,6 +15,7 @@ import pytest
 import requests
 import responses
 import urllib3
+from http_fakes import b64, sent_json
 
 from mailfailover.drivers.brevo import BrevoDriver, idempotency_key
 from mailfailover.errors import MessageRejected, ProviderUnavailable, UnsupportedFeature
@@ -49,26 +48,10 @@ def make_driver(**settings: Any) -> BrevoDriver:
 
 
 @pytest.fixture
-def mock() -> Iterator[responses.RequestsMock]:
-    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
-        yield rsps
-
-
-@pytest.fixture
 def driver() -> Iterator[BrevoDriver]:
     instance = make_driver()
     yield instance
     instance.close()
-
-
-def sent_json(mock: responses.RequestsMock, index: int = -1) -> Any:
-    body = mock.calls[index].request.body
-    assert isinstance(body, bytes)
-    return json.loads(body)
-
-
-def b64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
 
 
 def without_inline(**changes: Any) -> Any:

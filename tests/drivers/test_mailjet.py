@@ -8,7 +8,6 @@ answers, error classification, failover.
 from __future__ import annotations
 
 import base64
-import json
 from collections.abc import Callable, Iterator
 from typing import Any, ClassVar
 
@@ -16,6 +15,7 @@ import pytest
 import requests
 import responses
 import urllib3
+from http_fakes import b64, sent_json
 
 from mailfailover.drivers.mailjet import MailjetDriver
 from mailfailover.errors import (
@@ -96,26 +96,10 @@ def make_driver(**settings: Any) -> MailjetDriver:
 
 
 @pytest.fixture
-def mock() -> Iterator[responses.RequestsMock]:
-    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
-        yield rsps
-
-
-@pytest.fixture
 def driver() -> Iterator[MailjetDriver]:
     instance = make_driver()
     yield instance
     instance.close()
-
-
-def sent_json(mock: responses.RequestsMock, index: int = -1) -> Any:
-    body = mock.calls[index].request.body
-    assert isinstance(body, bytes)
-    return json.loads(body)
-
-
-def b64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
 
 
 # -- contract -------------------------------------------------------------------------------

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import json
 from collections.abc import Iterator
 from typing import Any, ClassVar
 
@@ -11,6 +9,7 @@ import pytest
 import requests
 import responses
 import urllib3
+from http_fakes import b64, payload
 
 from mailfailover import Attachment, MemoryDriver
 from mailfailover.driver import Driver
@@ -43,16 +42,6 @@ def pm_error(code: int, message: str) -> dict[str, Any]:
 
 def make(**settings: Any) -> PostmarkDriver:
     return PostmarkDriver(name="postmark", **{"server_token": TOKEN, **settings})
-
-
-def b64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
-
-
-def payload(call: Any) -> Any:
-    body = call.request.body
-    assert isinstance(body, bytes)
-    return json.loads(body.decode("utf-8"))
 
 
 def refused() -> requests.exceptions.ConnectionError:

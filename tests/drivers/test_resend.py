@@ -7,8 +7,6 @@ malformed success answers, error classification, failover.
 
 from __future__ import annotations
 
-import base64
-import json
 from collections.abc import Callable, Iterator
 from typing import Any, ClassVar
 
@@ -16,6 +14,7 @@ import pytest
 import requests
 import responses
 import urllib3
+from http_fakes import b64, sent_json
 
 from mailfailover.drivers.resend import ResendDriver, idempotency_key
 from mailfailover.errors import MessageRejected, ProviderUnavailable, UnsupportedFeature
@@ -65,26 +64,10 @@ def make_driver(**settings: Any) -> ResendDriver:
 
 
 @pytest.fixture
-def mock() -> Iterator[responses.RequestsMock]:
-    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
-        yield rsps
-
-
-@pytest.fixture
 def driver() -> Iterator[ResendDriver]:
     instance = make_driver()
     yield instance
     instance.close()
-
-
-def sent_json(mock: responses.RequestsMock, index: int = -1) -> Any:
-    body = mock.calls[index].request.body
-    assert isinstance(body, bytes)
-    return json.loads(body)
-
-
-def b64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
 
 
 # -- contract -------------------------------------------------------------------------------

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import json
 import time
 from collections.abc import Iterator
 from typing import Any, ClassVar
@@ -12,6 +10,7 @@ import pytest
 import requests
 import responses
 import urllib3
+from http_fakes import b64, payload
 
 from mailfailover import Attachment, MemoryDriver
 from mailfailover.driver import Driver
@@ -44,16 +43,6 @@ def sg_error(message: str, field: str | None = None) -> dict[str, Any]:
 
 def make(**settings: Any) -> SendGridDriver:
     return SendGridDriver(name="sendgrid", **{"api_key": API_KEY, **settings})
-
-
-def b64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
-
-
-def payload(call: Any) -> Any:
-    body = call.request.body
-    assert isinstance(body, bytes)
-    return json.loads(body.decode("utf-8"))
 
 
 def refused() -> requests.exceptions.ConnectionError:

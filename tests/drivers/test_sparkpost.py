@@ -7,8 +7,6 @@ answers, error classification, failover.
 
 from __future__ import annotations
 
-import base64
-import json
 from collections.abc import Callable, Iterator
 from typing import Any, ClassVar
 
@@ -16,6 +14,7 @@ import pytest
 import requests
 import responses
 import urllib3
+from http_fakes import b64, sent_json
 
 from mailfailover.drivers.sparkpost import SparkPostDriver
 from mailfailover.errors import MessageRejected, ProviderUnavailable, UnsupportedFeature
@@ -67,26 +66,10 @@ def make_driver(**settings: Any) -> SparkPostDriver:
 
 
 @pytest.fixture
-def mock() -> Iterator[responses.RequestsMock]:
-    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
-        yield rsps
-
-
-@pytest.fixture
 def driver() -> Iterator[SparkPostDriver]:
     instance = make_driver()
     yield instance
     instance.close()
-
-
-def sent_json(mock: responses.RequestsMock, index: int = -1) -> Any:
-    body = mock.calls[index].request.body
-    assert isinstance(body, bytes)
-    return json.loads(body)
-
-
-def b64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
 
 
 # -- contract -------------------------------------------------------------------------------
