@@ -268,6 +268,7 @@ class SMTPDriver(Driver):
             raise self._reply_error(code, reply, "DATA", phase)
         phase.value = _Phase.CONTENT
         smtp.send(data)
+        smtp.send(b".\r\n" if data.endswith(b"\r\n") else b"\r\n.\r\n")
         phase.value = _Phase.SENT
         code, reply = smtp.getreply()
         if code != 250:
@@ -493,8 +494,15 @@ _LEADING_DOT = re.compile(rb"^\.", re.MULTILINE)
 
 
 def _wire(data: bytes) -> bytes:
-    """The message as SMTP DATA: CRLF line ends, leading dots doubled, the end mark added."""
-    data = _LEADING_DOT.sub(b"..", _LINE_ENDS.sub(b"\r\n", data))
-    if not data.endswith(b"\r\n"):
-        data += b"\r\n"
-    return data + b".\r\n"
+    """The message as SMTP DATA, without the end mark: CRLF line ends, leading dots doubled.
+
+    The email package with an SMTP policy already writes CRLF, and most messages have no
+    line starting with '.', so each full copy is made only when it changes something
+    (``count`` and ``in`` scan without copying).
+    """
+    crlf = data.count(b"\r\n")
+    if data.count(b"\n") != crlf or data.count(b"\r") != crlf:
+        data = _LINE_ENDS.sub(b"\r\n", data)
+    if data.startswith(b".") or b"\n." in data:
+        data = _LEADING_DOT.sub(b"..", data)
+    return data
