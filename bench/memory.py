@@ -9,8 +9,8 @@ the process's peak RSS (VmHWM, reset just before the send through /proc/self/cle
 
   sendgrid (JSON)   the shared HTTP base encodes the body with base64 spliced in as bytes
                     (drivers/_http.py encode_json)
-  smtp              Message.to_mime().as_bytes(), SMTP dot-stuffing, sent on a pooled
-                    connection
+  smtp              the smtp driver generates the MIME straight to the socket, dot-stuffed
+                    on the fly (drivers/smtp.py), on a pooled connection
 
 Target: peak growth at most 3x the attachment (base64 alone is 1.33x).
 

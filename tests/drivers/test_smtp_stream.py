@@ -15,8 +15,9 @@ from typing import Any
 import pytest
 
 from mailfailover import Attachment
-from mailfailover.drivers import smtp as smtp_module
-from mailfailover.drivers.smtp import SMTPDriver, _DataWriter
+from mailfailover.drivers import _smtp_data as smtp_module
+from mailfailover.drivers._smtp_data import DataWriter
+from mailfailover.drivers.smtp import SMTPDriver
 from mailfailover.testing import simple_message
 
 # The fixtures live in tests/drivers/conftest.py; these names are only for annotations.
@@ -35,9 +36,9 @@ def parsed(content: bytes) -> EmailMessage:
 
 
 def written(pieces: list[bytes], chunk: int) -> tuple[bytes, list[bytes]]:
-    """What a :class:`_DataWriter` sends for ``pieces``: the whole, and each send."""
+    """What a :class:`DataWriter` sends for ``pieces``: the whole, and each send."""
     sent: list[bytes] = []
-    writer = _DataWriter(sent.append, chunk=chunk)
+    writer = DataWriter(sent.append, chunk=chunk)
     for piece in pieces:
         assert writer.write(piece) == len(piece)
     writer.close()
@@ -118,7 +119,7 @@ def test_large_attachment_arrives_intact_with_size(
     message = simple_message(
         text=".starts with a dot\n", attachments=[Attachment("big.bin", payload)]
     )
-    assert smtp_module._estimated_size(message) > smtp_module._STREAM_ABOVE
+    assert smtp_module.estimated_size(message) > smtp_module.STREAM_ABOVE
     with plain_driver(smtp_server) as driver:
         receipt = driver.send(message)
     assert receipt.message_id == "Q00001"
@@ -152,9 +153,9 @@ def test_streamed_output_matches_the_standard_generator() -> None:
     message = simple_message(
         text="a\n.b\n", html="<p>x</p>", attachments=[Attachment("a.bin", payload)]
     )
-    mime = message.to_mime(policy=smtp_module._SMTP)
+    mime = message.to_mime(policy=smtp_module.SMTP_POLICY)
     sent: list[bytes] = []
-    smtp_module._generate(mime, smtp_module._SMTP, sent.append)
+    smtp_module.generate(mime, smtp_module.SMTP_POLICY, sent.append)
     [part] = [p for p in mime.walk() if p.get_filename() == "a.bin"]
     part.set_payload(base64.encodebytes(payload).decode("ascii"))  # what the stdlib holds
     reference = mime.as_bytes(policy=email.policy.SMTP).replace(b"\r\n.", b"\r\n..")
