@@ -9,7 +9,7 @@ validated, ``UnsupportedFeature`` before any request).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, ClassVar
 
 import pytest
@@ -292,7 +292,14 @@ class HttpDriverContractTests(DriverContractTests):
         assert caught.value.reason == "rate_limited"
         assert caught.value.retry_after == 120
 
-    @pytest.mark.parametrize("fault", ["server", "rate_limited", "timeout", "refused"])
+    def failover_cases(self) -> Mapping[str, Callable[[Any], object]]:
+        """The provider's own answers that must fail over (auth and account errors, a 2xx
+        that is not a success...), each a function arranging the ``responses`` mock."""
+        return {}
+
+    @pytest.mark.parametrize(
+        "fault", ["server", "rate_limited", "timeout", "refused", "connect-timeout", "reset"]
+    )
     def test_contract_fails_over_to_a_memory_driver(
         self, contract_driver: Driver, fault: str
     ) -> None:
@@ -305,6 +312,10 @@ class HttpDriverContractTests(DriverContractTests):
             self._answer(status=429, json={"message": "slow down"}, headers={"Retry-After": "5"})
         elif fault == "timeout":
             self._answer(body=TRANSPORT_FAILURES[1][1]())
+        elif fault == "connect-timeout":
+            self._answer(body=TRANSPORT_FAILURES[0][1]())
+        elif fault == "reset":
+            self._answer(body=_reset())
         else:
             self._answer(body=_refused())
         backup = MemoryDriver(name="backup")
@@ -312,6 +323,20 @@ class HttpDriverContractTests(DriverContractTests):
         assert result.driver == "backup"
         assert [a.outcome for a in result.attempts] == ["unavailable", "sent"]
         assert len(backup.outbox) == 1
+
+    def test_contract_provider_failures_fail_over(self, contract_driver: Driver) -> None:
+        """Each of :meth:`failover_cases` in front of a memory driver delivers through it."""
+        from .mailer import FailoverMailer
+
+        for label, arrange in self.failover_cases().items():
+            self.http.reset()
+            arrange(self.http)
+            backup = MemoryDriver(name="backup")
+            result = FailoverMailer([contract_driver, backup]).send(simple_message())
+            outcomes = [a.outcome for a in result.attempts]
+            assert outcomes == ["unavailable", "sent"], f"{label}: {outcomes}"
+            assert len(backup.outbox) == 1, label
+            assert len(self.http.calls) == 1, label
 
     def test_contract_rejection_is_not_failed_over(self, contract_driver: Driver) -> None:
         """A rejection in front of a memory driver stops there: the backup gets nothing."""
