@@ -9,30 +9,19 @@ import time
 
 import pytest
 import requests
-import urllib3.exceptions
 
 from mailfailover import ProviderUnavailable
 from mailfailover.drivers import _http
 from mailfailover.drivers._http import B64, encode_json, parse_retry_after, transport_error
-
-
-def refused() -> requests.ConnectionError:
-    reason = urllib3.exceptions.NewConnectionError(None, "Connection refused")  # type: ignore[arg-type]
-    return requests.ConnectionError(urllib3.exceptions.MaxRetryError(None, "/", reason))  # type: ignore[arg-type]
-
-
-def reset() -> requests.ConnectionError:
-    cause = urllib3.exceptions.ProtocolError("Connection aborted.", ConnectionResetError(104, "x"))
-    return requests.ConnectionError(cause)
-
+from mailfailover.testing import connection_refused, connection_reset
 
 CASES = [
     (requests.ConnectTimeout("connect"), "timeout", False),
     (requests.ReadTimeout("read"), "timeout", True),
     (requests.exceptions.SSLError("handshake"), "connection", False),
     (requests.exceptions.ProxyError("proxy"), "connection", False),
-    (refused(), "connection", False),
-    (reset(), "connection", True),
+    (connection_refused(), "connection", False),
+    (connection_reset(), "connection", True),
     (requests.ConnectionError("unknown"), "connection", True),
     (requests.exceptions.ChunkedEncodingError("cut"), "connection", True),
     (requests.exceptions.ContentDecodingError("gzip"), "connection", True),

@@ -30,6 +30,8 @@ __all__ = [
     "FakeClock",
     "HttpDriverContractTests",
     "MemoryDriver",
+    "connection_refused",
+    "connection_reset",
     "full_message",
     "simple_message",
 ]
@@ -198,7 +200,8 @@ class DriverContractTests:
         contract_driver.close()
 
 
-def _refused() -> Exception:
+def connection_refused() -> Exception:
+    """What ``requests`` raises when nothing listens: the request was never sent."""
     import requests
     import urllib3.exceptions
 
@@ -206,7 +209,8 @@ def _refused() -> Exception:
     return requests.ConnectionError(urllib3.exceptions.MaxRetryError(None, "/", reason))  # type: ignore[arg-type]
 
 
-def _reset() -> Exception:
+def connection_reset() -> Exception:
+    """What ``requests`` raises when the connection drops after the request went out."""
     import requests
     import urllib3.exceptions
 
@@ -218,8 +222,8 @@ def _reset() -> Exception:
 TRANSPORT_FAILURES: tuple[tuple[str, Any, str, bool], ...] = (
     ("connect-timeout", lambda: __import__("requests").ConnectTimeout(), "timeout", False),
     ("read-timeout", lambda: __import__("requests").ReadTimeout(), "timeout", True),
-    ("refused", _refused, "connection", False),
-    ("reset-after-send", _reset, "connection", True),
+    ("refused", connection_refused, "connection", False),
+    ("reset-after-send", connection_reset, "connection", True),
 )
 
 
@@ -315,9 +319,9 @@ class HttpDriverContractTests(DriverContractTests):
         elif fault == "connect-timeout":
             self._answer(body=TRANSPORT_FAILURES[0][1]())
         elif fault == "reset":
-            self._answer(body=_reset())
+            self._answer(body=connection_reset())
         else:
-            self._answer(body=_refused())
+            self._answer(body=connection_refused())
         backup = MemoryDriver(name="backup")
         result = FailoverMailer([contract_driver, backup]).send(simple_message())
         assert result.driver == "backup"

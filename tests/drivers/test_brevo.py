@@ -12,9 +12,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, ClassVar
 
 import pytest
-import requests
 import responses
-import urllib3
 from http_fakes import b64, sent_json
 
 from mailfailover.drivers.brevo import BrevoDriver, idempotency_key
@@ -26,6 +24,7 @@ from mailfailover.testing import (
     FakeClock,
     HttpDriverContractTests,
     MemoryDriver,
+    connection_reset,
     full_message,
     simple_message,
 )
@@ -350,9 +349,7 @@ def test_429_garbled_reset_gives_no_wait(mock: responses.RequestsMock, driver: B
 
 # -- failover ---------------------------------------------------------------------------------
 
-RESET = requests.exceptions.ConnectionError(
-    urllib3.exceptions.ProtocolError("Connection aborted.", ConnectionResetError(104, "reset"))
-)
+RESET = connection_reset()
 
 Arrange = Callable[[responses.RequestsMock], None]
 

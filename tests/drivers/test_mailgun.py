@@ -5,14 +5,13 @@ from __future__ import annotations
 import base64
 import re
 import time
-from collections.abc import Iterator
 from email.utils import formatdate
 from typing import Any, ClassVar
 
 import pytest
 import requests
 import responses
-import urllib3
+from http_fakes import ResponsesHarness
 
 from mailfailover import Attachment, MemoryDriver
 from mailfailover.driver import Driver
@@ -29,6 +28,8 @@ from mailfailover.testing import (
     PDF_BYTES,
     PNG_BYTES,
     HttpDriverContractTests,
+    connection_refused,
+    connection_reset,
     full_message,
     simple_message,
 )
@@ -84,22 +85,8 @@ def text_fields(parts: list[tuple[str, str | None, str | None, bytes]]) -> list[
     return [(name, raw.decode("utf-8")) for name, filename, _, raw in parts if filename is None]
 
 
-class MailgunHarness:
-    """A ``responses`` mock per test, on ``self.mock``."""
-
-    mock: responses.RequestsMock
-
-    @pytest.fixture(autouse=True)
-    def _responses(self) -> Iterator[responses.RequestsMock]:
-        with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
-            self.mock = mock
-            yield mock
-
-    @pytest.fixture
-    def driver(self) -> Iterator[MailgunDriver]:
-        driver = make()
-        yield driver
-        driver.close()
+class MailgunHarness(ResponsesHarness):
+    make = staticmethod(make)
 
 
 class TestContract(HttpDriverContractTests):
@@ -383,26 +370,11 @@ class TestErrors(MailgunHarness):
             assert result == pytest.approx(seconds, abs=3)
 
 
-def refused() -> requests.exceptions.ConnectionError:
-    """What requests raises when nothing listens: the request was never sent."""
-    reason = urllib3.exceptions.NewConnectionError(None, "refused")  # type: ignore[arg-type]
-    return requests.exceptions.ConnectionError(
-        urllib3.exceptions.MaxRetryError(None, "/", reason)  # type: ignore[arg-type]
-    )
-
-
-def reset() -> requests.exceptions.ConnectionError:
-    """What requests raises when the connection drops after the request went out."""
-    return requests.exceptions.ConnectionError(
-        urllib3.exceptions.ProtocolError("Connection aborted.", ConnectionResetError())
-    )
-
-
 FAILURES: dict[str, dict[str, Any]] = {
     "connect-timeout": {"body": requests.exceptions.ConnectTimeout()},
     "read-timeout": {"body": requests.exceptions.ReadTimeout()},
-    "refused": {"body": refused()},
-    "reset": {"body": reset()},
+    "refused": {"body": connection_refused()},
+    "reset": {"body": connection_reset()},
     "500": {"status": 500, "json": {"message": "Internal Server Error"}},
     "429": {"status": 429, "json": {"message": "Too many requests"}},
     "401": {"status": 401, "body": "Forbidden"},

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any, ClassVar
 
 import pytest
 import requests
 import responses
-import urllib3
-from http_fakes import b64, payload
+from http_fakes import ResponsesHarness, b64, payload
 
 from mailfailover import Attachment, MemoryDriver
 from mailfailover.driver import Driver
@@ -20,6 +18,8 @@ from mailfailover.testing import (
     PDF_BYTES,
     PNG_BYTES,
     HttpDriverContractTests,
+    connection_refused,
+    connection_reset,
     full_message,
     simple_message,
 )
@@ -47,33 +47,8 @@ def make(**settings: Any) -> MandrillDriver:
     return MandrillDriver(name="mandrill", **{"api_key": API_KEY, **settings})
 
 
-def refused() -> requests.exceptions.ConnectionError:
-    reason = urllib3.exceptions.NewConnectionError(None, "refused")  # type: ignore[arg-type]
-    return requests.exceptions.ConnectionError(
-        urllib3.exceptions.MaxRetryError(None, "/", reason)  # type: ignore[arg-type]
-    )
-
-
-def reset() -> requests.exceptions.ConnectionError:
-    return requests.exceptions.ConnectionError(
-        urllib3.exceptions.ProtocolError("Connection aborted.", ConnectionResetError())
-    )
-
-
-class MandrillHarness:
-    mock: responses.RequestsMock
-
-    @pytest.fixture(autouse=True)
-    def _responses(self) -> Iterator[responses.RequestsMock]:
-        with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
-            self.mock = mock
-            yield mock
-
-    @pytest.fixture
-    def driver(self) -> Iterator[MandrillDriver]:
-        driver = make()
-        yield driver
-        driver.close()
+class MandrillHarness(ResponsesHarness):
+    make = staticmethod(make)
 
 
 class TestContract(HttpDriverContractTests):
@@ -363,8 +338,8 @@ class TestErrors(MandrillHarness):
 FAILURES: dict[str, dict[str, Any]] = {
     "connect-timeout": {"body": requests.exceptions.ConnectTimeout()},
     "read-timeout": {"body": requests.exceptions.ReadTimeout()},
-    "refused": {"body": refused()},
-    "reset": {"body": reset()},
+    "refused": {"body": connection_refused()},
+    "reset": {"body": connection_reset()},
     "general-error": {"status": 500, "json": md_error("GeneralError", "unexpected")},
     "invalid-key": {"status": 500, "json": md_error("Invalid_Key", "Invalid API key")},
     "payment": {"status": 500, "json": md_error("PaymentRequired", "paid accounts only")},

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any, ClassVar
 
 import pytest
 import requests
 import responses
-import urllib3
-from http_fakes import b64, payload
+from http_fakes import ResponsesHarness, b64, payload
 
 from mailfailover import Attachment, MemoryDriver
 from mailfailover.driver import Driver
@@ -20,6 +18,8 @@ from mailfailover.testing import (
     PDF_BYTES,
     PNG_BYTES,
     HttpDriverContractTests,
+    connection_refused,
+    connection_reset,
     full_message,
     simple_message,
 )
@@ -44,38 +44,13 @@ def make(**settings: Any) -> PostmarkDriver:
     return PostmarkDriver(name="postmark", **{"server_token": TOKEN, **settings})
 
 
-def refused() -> requests.exceptions.ConnectionError:
-    reason = urllib3.exceptions.NewConnectionError(None, "refused")  # type: ignore[arg-type]
-    return requests.exceptions.ConnectionError(
-        urllib3.exceptions.MaxRetryError(None, "/", reason)  # type: ignore[arg-type]
-    )
-
-
-def reset() -> requests.exceptions.ConnectionError:
-    return requests.exceptions.ConnectionError(
-        urllib3.exceptions.ProtocolError("Connection aborted.", ConnectionResetError())
-    )
-
-
 def one_tag_message(**overrides: Any) -> Any:
     """The full message trimmed to what Postmark can carry: one tag."""
     return full_message(**{"tags": ["receipts"], **overrides})
 
 
-class PostmarkHarness:
-    mock: responses.RequestsMock
-
-    @pytest.fixture(autouse=True)
-    def _responses(self) -> Iterator[responses.RequestsMock]:
-        with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
-            self.mock = mock
-            yield mock
-
-    @pytest.fixture
-    def driver(self) -> Iterator[PostmarkDriver]:
-        driver = make()
-        yield driver
-        driver.close()
+class PostmarkHarness(ResponsesHarness):
+    make = staticmethod(make)
 
 
 class TestContract(HttpDriverContractTests):
@@ -366,8 +341,8 @@ class TestErrors(PostmarkHarness):
 FAILURES: dict[str, dict[str, Any]] = {
     "connect-timeout": {"body": requests.exceptions.ConnectTimeout()},
     "read-timeout": {"body": requests.exceptions.ReadTimeout()},
-    "refused": {"body": refused()},
-    "reset": {"body": reset()},
+    "refused": {"body": connection_refused()},
+    "reset": {"body": connection_reset()},
     "500": {"status": 500, "json": pm_error(0, "Internal server error")},
     "429": {"status": 429, "json": pm_error(429, "Rate limit exceeded.")},
     "bad-token": {"status": 401, "json": pm_error(10, "Bad or missing server token.")},

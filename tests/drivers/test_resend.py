@@ -13,7 +13,6 @@ from typing import Any, ClassVar
 import pytest
 import requests
 import responses
-import urllib3
 from http_fakes import b64, sent_json
 
 from mailfailover.drivers.resend import ResendDriver, idempotency_key
@@ -25,6 +24,7 @@ from mailfailover.testing import (
     FakeClock,
     HttpDriverContractTests,
     MemoryDriver,
+    connection_reset,
     full_message,
     simple_message,
 )
@@ -361,9 +361,7 @@ def test_quota_exhausted_keeps_the_driver_out_for_an_hour(
 
 # -- failover ---------------------------------------------------------------------------------
 
-RESET = requests.exceptions.ConnectionError(
-    urllib3.exceptions.ProtocolError("Connection aborted.", ConnectionResetError(104, "reset"))
-)
+RESET = connection_reset()
 
 Arrange = Callable[[responses.RequestsMock], None]
 

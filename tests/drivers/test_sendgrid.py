@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from typing import Any, ClassVar
 
 import pytest
 import requests
 import responses
-import urllib3
-from http_fakes import b64, payload
+from http_fakes import ResponsesHarness, b64, payload
 
 from mailfailover import Attachment, MemoryDriver
 from mailfailover.driver import Driver
@@ -26,6 +24,8 @@ from mailfailover.testing import (
     PDF_BYTES,
     PNG_BYTES,
     HttpDriverContractTests,
+    connection_refused,
+    connection_reset,
     full_message,
     simple_message,
 )
@@ -45,33 +45,8 @@ def make(**settings: Any) -> SendGridDriver:
     return SendGridDriver(name="sendgrid", **{"api_key": API_KEY, **settings})
 
 
-def refused() -> requests.exceptions.ConnectionError:
-    reason = urllib3.exceptions.NewConnectionError(None, "refused")  # type: ignore[arg-type]
-    return requests.exceptions.ConnectionError(
-        urllib3.exceptions.MaxRetryError(None, "/", reason)  # type: ignore[arg-type]
-    )
-
-
-def reset() -> requests.exceptions.ConnectionError:
-    return requests.exceptions.ConnectionError(
-        urllib3.exceptions.ProtocolError("Connection aborted.", ConnectionResetError())
-    )
-
-
-class SendGridHarness:
-    mock: responses.RequestsMock
-
-    @pytest.fixture(autouse=True)
-    def _responses(self) -> Iterator[responses.RequestsMock]:
-        with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
-            self.mock = mock
-            yield mock
-
-    @pytest.fixture
-    def driver(self) -> Iterator[SendGridDriver]:
-        driver = make()
-        yield driver
-        driver.close()
+class SendGridHarness(ResponsesHarness):
+    make = staticmethod(make)
 
 
 class TestContract(HttpDriverContractTests):
@@ -370,8 +345,8 @@ class TestErrors(SendGridHarness):
 FAILURES: dict[str, dict[str, Any]] = {
     "connect-timeout": {"body": requests.exceptions.ConnectTimeout()},
     "read-timeout": {"body": requests.exceptions.ReadTimeout()},
-    "refused": {"body": refused()},
-    "reset": {"body": reset()},
+    "refused": {"body": connection_refused()},
+    "reset": {"body": connection_reset()},
     "500": {"status": 500, "json": sg_error("internal server error")},
     "429": {"status": 429, "json": sg_error("too many requests")},
     "401": {"status": 401, "json": sg_error("authorization required")},

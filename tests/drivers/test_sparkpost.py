@@ -11,9 +11,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, ClassVar
 
 import pytest
-import requests
 import responses
-import urllib3
 from http_fakes import b64, sent_json
 
 from mailfailover.drivers.sparkpost import SparkPostDriver
@@ -25,6 +23,7 @@ from mailfailover.testing import (
     FakeClock,
     HttpDriverContractTests,
     MemoryDriver,
+    connection_reset,
     full_message,
     simple_message,
 )
@@ -387,9 +386,7 @@ def test_sending_limit_retry_after_is_kept(
 
 # -- failover ---------------------------------------------------------------------------------
 
-RESET = requests.exceptions.ConnectionError(
-    urllib3.exceptions.ProtocolError("Connection aborted.", ConnectionResetError(104, "reset"))
-)
+RESET = connection_reset()
 
 Arrange = Callable[[responses.RequestsMock], None]
 
