@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from redis_server import RedisServer, require_redis_server
 
 from mailfailover import MemoryDriver
 from mailfailover.testing import FakeClock, simple_message
@@ -46,3 +48,25 @@ def memory() -> MemoryDriver:
 def mf_logs(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
     caplog.set_level(logging.DEBUG, logger="mailfailover")
     return caplog
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """One real redis-server for the session; tests keep apart by namespace or flush it."""
+    server = RedisServer(require_redis_server(), tmp_path_factory.mktemp("redis"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A redis-server of this test's own, for tests that kill and restart it."""
+    server = RedisServer(require_redis_server(), tmp_path)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
