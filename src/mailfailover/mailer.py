@@ -104,6 +104,12 @@ class SendResult:
         }
 
 
+@attrs.frozen(eq=False)
+class _Hooks:
+    on_attempt: Callable[[Message, Attempt], object] | None
+    on_result: Callable[[Message, SendResult | MailError], object] | None
+
+
 @attrs.define(eq=False)
 class _Slot:
     driver: Driver
@@ -145,6 +151,7 @@ class FailoverMailer:
         self.cooldown = float(cooldown)
         self.deadline = deadline
         self.on_attempt = on_attempt
+        self._hooks: tuple[_Hooks, ...] = ()
         self._clock = clock
         self._lock = threading.Lock()
         self._rotation = itertools.count()
@@ -282,9 +289,46 @@ class FailoverMailer:
                 slots = slots[start:] + slots[:start]
             deadline = self.deadline
         try:
-            return self._send(message, slots, deadline)
+            result = self._send(message, slots, deadline)
+        except (MessageRejected, AllProvidersFailed) as exc:
+            self._notify(message, exc)
+            raise
         finally:
             self._release_chain(chain)
+        self._notify(message, result)
+        return result
+
+    def add_hooks(
+        self,
+        on_attempt: Callable[[Message, Attempt], object] | None = None,
+        *,
+        on_result: Callable[[Message, SendResult | MailError], object] | None = None,
+    ) -> Callable[[], None]:
+        """Subscribe to every attempt and to every message's outcome, besides ``on_attempt``.
+
+        ``on_attempt(message, attempt)`` is called as the constructor's ``on_attempt`` is;
+        ``on_result(message, outcome)`` once per :meth:`send` with the :class:`SendResult`,
+        or the :class:`MessageRejected` / :class:`AllProvidersFailed` about to be raised.
+        An exception in either is logged and never breaks a send. Returns a function that
+        unsubscribes them.
+        """
+        hooks = _Hooks(on_attempt, on_result)
+        with self._lock:
+            self._hooks = (*self._hooks, hooks)
+
+        def remove() -> None:
+            with self._lock:
+                self._hooks = tuple(h for h in self._hooks if h is not hooks)
+
+        return remove
+
+    def _notify(self, message: Message, outcome: SendResult | MailError) -> None:
+        for hooks in self._hooks:
+            if hooks.on_result is not None:
+                try:
+                    hooks.on_result(message, outcome)
+                except Exception:
+                    logger.exception("an on_result hook raised; the send goes on")
 
     def _send(self, message: Message, slots: list[_Slot], deadline: float | None) -> SendResult:
         attempts: list[Attempt] = []
@@ -394,6 +438,11 @@ class FailoverMailer:
             breaker.success()
         attempt = Attempt(driver.name, "sent", None, self._clock() - started)
         self._record(message, attempts, attempt)
+        first = attempts[0]
+        if first.driver != driver.name:
+            why = getattr(first.error, "reason", None) or first.reason
+            logger.warning("failover: %s delivered a message after %s was %s%s", driver.name,
+                           first.driver, first.outcome, f" ({why})" if why else "")  # fmt: skip
         return SendResult(
             driver=driver.name,
             message_id=receipt.message_id or message.message_id,
@@ -417,13 +466,14 @@ class FailoverMailer:
 
     def _record(self, message: Message, attempts: list[Attempt], attempt: Attempt) -> None:
         attempts.append(attempt)
-        hook = self.on_attempt
-        if hook is None:
-            return
-        try:
-            hook(message, attempt)
-        except Exception:
-            logger.exception("the on_attempt hook raised; the send goes on")
+        hooks = [self.on_attempt, *(h.on_attempt for h in self._hooks)]
+        for hook in hooks:
+            if hook is None:
+                continue
+            try:
+                hook(message, attempt)
+            except Exception:
+                logger.exception("the on_attempt hook raised; the send goes on")
 
     def send_many(
         self, messages: Iterable[Message], workers: int = 4
