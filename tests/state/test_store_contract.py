@@ -24,17 +24,25 @@ class WallClock(FakeClock):
         self.advance(1_800_000_000)
 
 
-STORES = ["memory"]
+STORES = ["memory", "sqlite", "redis"]
+
+
+def store_url(kind: str, request: pytest.FixtureRequest) -> str:
+    """The URL of a fresh store of ``kind`` (a real server or file)."""
+    if kind == "memory":
+        return "memory://"
+    if kind == "sqlite":
+        tmp = request.getfixturevalue("tmp_path")
+        return f"sqlite:///{tmp / 'state.db'}"
+    if kind == "redis":
+        return str(request.getfixturevalue("redis_server").url)
+    raise AssertionError(kind)  # pragma: no cover - every kind in STORES has a branch
 
 
 @pytest.fixture(params=STORES)
 def store(request: pytest.FixtureRequest) -> Iterator[StateStore]:
     namespace = f"t{uuid.uuid4().hex[:12]}"
-    kind = request.param
-    if kind == "memory":
-        made: StateStore = MemoryStore(namespace=namespace)
-    else:  # pragma: no cover - every kind in STORES has a branch
-        raise AssertionError(kind)
+    made = open_store(store_url(request.param, request), namespace=namespace)
     try:
         yield made
     finally:
@@ -123,15 +131,47 @@ def test_scan_lists_live_keys_by_prefix_in_order(store: StateStore) -> None:
     assert store.scan("nothing:") == []
 
 
-def test_namespaces_keep_apart(store: StateStore) -> None:
-    other = open_store(store.url if store.url != "memory://" else store, namespace="elsewhere")
-    if other is store:  # a memory store is one process's dict: nothing to share
-        pytest.skip("memory stores are separate objects")
+def test_namespaces_keep_apart_and_one_namespace_is_shared(store: StateStore) -> None:
+    if isinstance(store, MemoryStore):
+        pytest.skip("a memory store is one object's own dict: nothing to share")
+    elsewhere = open_store(store.url, namespace=f"other{uuid.uuid4().hex[:8]}")
+    same = open_store(store.url, namespace=store.namespace)
     try:
         store.set("k", b"mine")
-        assert other.get("k") is None
+        assert elsewhere.get("k") is None
+        assert elsewhere.scan("") == []
+        assert same.get("k") == b"mine"
+        assert same.scan("k") == [("k", b"mine")]
     finally:
-        other.close()
+        elsewhere.close()
+        same.close()
+
+
+def test_ttl_expires_on_every_backend(store: StateStore) -> None:
+    import time
+
+    store.set("short", b"1", ttl=0.05)  # ms resolution is the finest any backend keeps
+    assert store.add("lease", b"a", ttl=0.05) is True
+    store.set("long", b"2", ttl=60)
+    deadline = time.monotonic() + 5
+    while store.get("short") is not None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert store.get("short") is None
+    assert store.add("lease", b"b", ttl=60) is True
+    assert store.get("long") == b"2"
+    assert [k for k, _ in store.scan("")] == ["lease", "long"]
+
+
+def test_incr_sets_ttl_only_when_creating(store: StateStore) -> None:
+    assert store.incr("bucket", ttl=60) == 1
+    assert store.incr("bucket", ttl=0.01) == 2
+    assert store.get("bucket") == b"2"
+
+
+def test_scan_treats_glob_characters_literally(store: StateStore) -> None:
+    store.set("a*b", b"1")
+    store.set("axb", b"2")
+    assert store.scan("a*") == [("a*b", b"1")]
 
 
 def test_now_is_wall_clock(store: StateStore) -> None:

@@ -16,10 +16,12 @@ from urllib.parse import urlsplit
 from ..errors import ConfigError
 from ._base import UNCHANGED, StateStore, StoreError, Unchanged
 from .memory import MemoryStore
+from .resilient import ResilientStore
 
 __all__ = [
     "UNCHANGED",
     "MemoryStore",
+    "ResilientStore",
     "StateStore",
     "StoreError",
     "Unchanged",
