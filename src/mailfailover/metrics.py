@@ -24,6 +24,7 @@ import weakref
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING
 
+from ._labels import OTHER, OUTCOMES, REASONS, attempt_outcome, attempt_reason
 from .errors import AllProvidersFailed, MailError, MessageRejected, MissingDependency
 from .mailer import Attempt, FailoverMailer, SendResult
 
@@ -46,54 +47,17 @@ __all__ = [
     "STATE_VALUES",
     "DriverStateCollector",
     "Metrics",
+    "attempt_reason",
     "instrument",
 ]
 
-#: An attempt's ``outcome`` label.
-OUTCOMES = ("sent", "unavailable", "rejected", "skipped")
 #: A message's ``outcome`` label.
 MESSAGE_OUTCOMES = ("sent", "rejected", "failed")
-#: An attempt's ``reason`` label: why a driver was unavailable (the
-#: :class:`~mailfailover.ProviderUnavailable` reasons) or skipped; ``none`` when it sent or
-#: the provider rejected the message.
-REASONS = (
-    "none",
-    "connection",
-    "timeout",
-    "server_error",
-    "rate_limited",
-    "auth",
-    "account",
-    "bad_response",
-    "bug",
-    "cooling_down",
-    "probing",
-    "unsupported",
-)
 #: ``mailfailover_driver_state``: 0 closed (healthy), 1 probing, 2 open (cooling down).
 STATE_VALUES = {"healthy": 0, "probing": 1, "cooling_down": 2}
-OTHER = "other"
-
 #: Attempt durations, seconds: provider APIs answer in tens of milliseconds to seconds,
 #: and a timeout is typically 10 s or more.
 BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
-
-_OUTCOMES = frozenset(OUTCOMES)
-_REASONS = frozenset(REASONS)
-
-
-def attempt_reason(attempt: Attempt) -> str:
-    """The bounded ``reason`` label of an attempt."""
-    if attempt.outcome in ("sent", "rejected"):
-        return "none"
-    reason = getattr(attempt.error, "reason", None) or attempt.reason or ""
-    if reason in _REASONS:
-        return reason
-    if reason.startswith("cooling down"):
-        return "cooling_down"
-    if reason.startswith("probe"):
-        return "probing"
-    return OTHER
 
 
 class DriverStateCollector(Collector):
@@ -196,7 +160,7 @@ class Metrics:
 
         def on_attempt(message: Message, attempt: Attempt) -> None:
             driver = driver_label(attempt.driver)
-            outcome = attempt.outcome if attempt.outcome in _OUTCOMES else OTHER
+            outcome = attempt_outcome(attempt)
             self.attempts.labels(driver, outcome, attempt_reason(attempt)).inc()
             if outcome in ("sent", "unavailable", "rejected"):
                 self.send_seconds.labels(driver).observe(max(attempt.elapsed, 0.0))
