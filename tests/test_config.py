@@ -359,3 +359,19 @@ def test_empty_api_token_means_none() -> None:
     assert load_config(config, environ={"MAILFAILOVER_API_TOKEN": "t0k"}).http.api_token == "t0k"
     with pytest.raises(ConfigError, match="must be a string"):
         load_config({**config, "http": {"api_token": 12345}})
+
+
+def test_metrics_token() -> None:
+    drivers = [{"name": "x", "module": "memory"}]
+    config = load_config(
+        {"drivers": drivers, "http": {"metrics_token": "${SCRAPE}"}}, environ={"SCRAPE": SECRET}
+    )
+    assert config.http.metrics_token == SECRET
+    assert config.http.api_token is None
+    assert SECRET not in repr(config)
+    assert (
+        load_config({"drivers": drivers, "http": {"metrics_token": " "}}).http.metrics_token is None
+    )
+    assert load_config({"drivers": drivers}).http.metrics_token is None
+    with pytest.raises(ConfigError, match="'http.metrics_token' must be a string"):
+        load_config({"drivers": drivers, "http": {"metrics_token": 5}})

@@ -59,7 +59,7 @@ _TOP_KEYS = frozenset(
     {"strategy", "failure_threshold", "cooldown", "timeout", "deadline", "drivers", "http"}
 )
 _DRIVER_KEYS = frozenset({"name", "module", "driver", "settings"})
-_HTTP_KEYS = frozenset({"api_token", "allowed_senders", "max_body_bytes"})
+_HTTP_KEYS = frozenset({"api_token", "allowed_senders", "max_body_bytes", "metrics_token"})
 _PLACEHOLDER = re.compile(r"\$\$|\$\{([^}:]*)(?::-([^}]*))?\}")
 _VARIABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -89,6 +89,10 @@ class HttpConfig:
     api_token: str | None = attrs.field(default=None, repr=lambda v: "None" if v is None else "***")
     allowed_senders: tuple[str, ...] = ()
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    #: A second token that may read ``GET /metrics`` (and nothing else).
+    metrics_token: str | None = attrs.field(
+        default=None, repr=lambda v: "None" if v is None else "***"
+    )
 
 
 @attrs.frozen
@@ -394,12 +398,8 @@ def _http_config(source: str, value: Any) -> HttpConfig:
     if unknown:
         known = ", ".join(sorted(_HTTP_KEYS))
         raise ConfigError(f"unknown key 'http.{unknown[0]}' (known: {known})", source=source)
-    token = value.get("api_token")
-    if token is not None and not isinstance(token, str):
-        raise ConfigError("'http.api_token' must be a string", source=source)
-    # An empty token (``${MAILFAILOVER_API_TOKEN:-}`` with the variable unset) means none:
-    # then serve binds only to loopback.
-    token = token.strip() if token else None
+    token = _token(source, value, "api_token")
+    metrics_token = _token(source, value, "metrics_token")
     senders = value.get("allowed_senders") or []
     if isinstance(senders, str):
         senders = [senders]
@@ -410,7 +410,17 @@ def _http_config(source: str, value: Any) -> HttpConfig:
         api_token=token or None,
         allowed_senders=tuple(senders),
         max_body_bytes=DEFAULT_MAX_BODY_BYTES if limit is None else limit,
+        metrics_token=metrics_token,
     )
+
+
+def _token(source: str, section: Mapping[str, Any], key: str) -> str | None:
+    token = section.get(key)
+    if token is not None and not isinstance(token, str):
+        raise ConfigError(f"'http.{key}' must be a string", source=source)
+    # An empty token (``${MAILFAILOVER_API_TOKEN:-}`` with the variable unset) means none:
+    # for the API token, serve then binds only to loopback.
+    return (token.strip() or None) if token else None
 
 
 # -- building ---------------------------------------------------------------------------------
