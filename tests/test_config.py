@@ -373,5 +373,5 @@ def test_metrics_token() -> None:
         load_config({"drivers": drivers, "http": {"metrics_token": " "}}).http.metrics_token is None
     )
     assert load_config({"drivers": drivers}).http.metrics_token is None
-    with pytest.raises(ConfigError, match="'http.metrics_token' must be a string"):
+    with pytest.raises(ConfigError, match=r"'http\.metrics_token' must be a string"):
         load_config({"drivers": drivers, "http": {"metrics_token": 5}})
