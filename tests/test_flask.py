@@ -41,8 +41,6 @@ from openapi_spec_validator import validate as validate_spec
 from werkzeug.test import EnvironBuilder, run_wsgi_app
 
 from mailfailover import ConfigError, FailoverMailer, MemoryDriver, Message
-from mailfailover._gunicorn import _check_config, _is_loopback
-from mailfailover._send_request import _ATTACHMENT_KEYS, FIELDS
 from mailfailover.config import HttpConfig, load_config
 from mailfailover.errors import (
     INTERNAL_ERROR,
@@ -58,6 +56,8 @@ from mailfailover.flask import (
     create_app,
     serve,
 )
+from mailfailover.flask._send_request import _ATTACHMENT_KEYS, FIELDS
+from mailfailover.flask._server import _check_config, _is_loopback
 from mailfailover.message import parse_mailbox
 
 TOKEN = "tok-3f9a8c7e1d2b4a6f"

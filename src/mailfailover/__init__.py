@@ -7,11 +7,11 @@
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from typing import TYPE_CHECKING, Any
 
-from .config import load_config
+from ._version import __version__
+from .config import HttpConfig, MailerConfig, load_config
 from .driver import Driver, Receipt, Setting
-from .drivers.memory import MemoryDriver
 from .errors import (
     AllProvidersFailed,
     ConfigError,
@@ -23,9 +23,13 @@ from .errors import (
     ProviderUnavailable,
     UnsupportedFeature,
 )
-from .health import DriverHealth
-from .mailer import Attempt, FailoverMailer, SendResult
-from .message import Attachment, Message
+from .health import DriverHealth, State
+from .mailer import FailoverMailer
+from .message import Attachment, Mailbox, Message
+from .results import Attempt, SendResult
+
+if TYPE_CHECKING:
+    from .testing import MemoryDriver
 
 __all__ = [
     "AllProvidersFailed",
@@ -36,8 +40,11 @@ __all__ = [
     "Driver",
     "DriverHealth",
     "FailoverMailer",
+    "HttpConfig",
     "InvalidMessage",
     "MailError",
+    "Mailbox",
+    "MailerConfig",
     "MemoryDriver",
     "Message",
     "MessageRejected",
@@ -46,7 +53,18 @@ __all__ = [
     "Receipt",
     "SendResult",
     "Setting",
+    "State",
     "UnsupportedFeature",
     "__version__",
     "load_config",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # MemoryDriver lives in mailfailover.testing (with the other test helpers) and is loaded
+    # on first use: importing the package loads no driver module, so the core names none.
+    if name == "MemoryDriver":
+        from .testing import MemoryDriver
+
+        return MemoryDriver
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import IO, Any
 
-from . import __version__
+from ._version import __version__
 from .config import build_drivers, load_config
 from .errors import (
     AllProvidersFailed,

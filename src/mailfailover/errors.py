@@ -21,12 +21,13 @@ provider's status and the provider's own reason.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
-if TYPE_CHECKING:
-    from .mailer import Attempt
+if TYPE_CHECKING:  # typing only: results.py imports this module, never the other way round
+    from .results import Attempt
 
 __all__ = [
+    "REASONS",
     "AllProvidersFailed",
     "ConfigError",
     "DeliveryError",
@@ -35,6 +36,7 @@ __all__ = [
     "MessageRejected",
     "MissingDependency",
     "ProviderUnavailable",
+    "Reason",
     "UnsupportedFeature",
 ]
 
@@ -52,6 +54,20 @@ SENDER_NOT_ALLOWED = 8
 TOO_LARGE = 9
 NOT_FOUND = 10
 INTERNAL_ERROR = 11
+
+#: Why a provider was unavailable: the only values :class:`ProviderUnavailable` accepts.
+#: ``docs/errors.md`` says what each means and when a driver raises it.
+Reason = Literal[
+    "connection",
+    "timeout",
+    "server_error",
+    "rate_limited",
+    "auth",
+    "account",
+    "bad_response",
+    "bug",
+]
+REASONS: tuple[Reason, ...] = get_args(Reason)
 
 
 class MailError(Exception):
@@ -153,8 +169,9 @@ class DeliveryError(MailError):
 class ProviderUnavailable(DeliveryError):
     """The provider could not take the message now: fail over to the next driver.
 
-    ``reason`` is one of ``connection``, ``timeout``, ``server_error``, ``rate_limited``,
-    ``auth``, ``account``, ``bad_response`` or ``bug``. ``retry_after`` is how many seconds
+    ``reason`` is one of :data:`REASONS` (``connection``, ``timeout``, ``server_error``,
+    ``rate_limited``, ``auth``, ``account``, ``bad_response`` or ``bug``); anything else is
+    a ``ValueError``. ``retry_after`` is how many seconds
     the provider asked us to wait, when it said. ``ambiguous`` is true only when the request
     may have reached the provider and no answer came back (a read timeout, a connection
     dropped after the request was sent): a failover may then deliver the message twice, and
@@ -167,12 +184,16 @@ class ProviderUnavailable(DeliveryError):
         self,
         detail: str,
         *,
-        reason: str = "server_error",
+        reason: Reason = "server_error",
         ambiguous: bool = False,
         retry_after: float | None = None,
         **kwargs: Any,
     ) -> None:
-        self.reason = reason
+        if reason not in REASONS:
+            # A driver bug: a reason outside the vocabulary would reach logs and /health
+            # that nobody can switch on. Refused here, once, for every driver.
+            raise ValueError(f"reason must be one of {', '.join(REASONS)}, not {reason!r}")
+        self.reason: Reason = reason
         self.ambiguous = ambiguous
         self.retry_after = retry_after
         super().__init__(detail, **kwargs)

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from .driver import Driver, Receipt, deadline_scope
+from .driver import Driver, deadline_scope
 from .errors import (
     AllProvidersFailed,
     DeliveryError,
@@ -42,6 +42,7 @@ from .errors import (
 )
 from .health import Breaker, DriverHealth
 from .message import Message
+from .results import STRATEGIES, Attempt, SendResult, Strategy
 
 if TYPE_CHECKING:
     from .config import MailerConfig
@@ -50,58 +51,7 @@ __all__ = ["Attempt", "FailoverMailer", "SendResult"]
 
 logger = logging.getLogger("mailfailover")
 
-STRATEGIES = ("failover", "round_robin")
-OUTCOMES = ("sent", "unavailable", "rejected", "skipped")
 _LOUD_REASONS = frozenset({"auth", "account", "bug"})
-
-
-@attrs.frozen
-class Attempt:
-    """One driver's part in sending one message.
-
-    ``outcome`` is ``sent``, ``unavailable``, ``rejected`` or ``skipped``; ``error`` is the
-    :class:`DeliveryError` (``None`` when sent, or skipped for cooling down); ``reason``
-    says why a driver was skipped.
-    """
-
-    driver: str
-    outcome: str
-    error: DeliveryError | None = None
-    elapsed: float = 0.0
-    reason: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        data: dict[str, Any] = {
-            "driver": self.driver,
-            "outcome": self.outcome,
-            "elapsed": round(self.elapsed, 6),
-        }
-        if self.error is not None:
-            data["error"] = self.error.detail
-            data["status"] = self.error.status
-            if isinstance(self.error, ProviderUnavailable):
-                data["reason"] = self.error.reason
-                data["ambiguous"] = self.error.ambiguous
-        if self.reason is not None:
-            data["reason"] = self.reason
-        return data
-
-
-@attrs.frozen
-class SendResult:
-    """Who delivered the message: the driver, the provider's id, and every attempt."""
-
-    driver: str
-    message_id: str
-    attempts: tuple[Attempt, ...]
-    receipt: Receipt | None = attrs.field(default=None, eq=False)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "driver": self.driver,
-            "message_id": self.message_id,
-            "attempts": [attempt.to_dict() for attempt in self.attempts],
-        }
 
 
 @attrs.frozen(eq=False)
@@ -131,7 +81,7 @@ class FailoverMailer:
         self,
         drivers: Sequence[Driver],
         *,
-        strategy: str = "failover",
+        strategy: Strategy = "failover",
         failure_threshold: int = 2,
         cooldown: float = 30.0,
         deadline: float | None = None,

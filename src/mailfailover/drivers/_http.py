@@ -26,9 +26,9 @@ import attrs
 import requests
 import urllib3.exceptions
 
-from .. import __version__
+from .._version import __version__
 from ..driver import Driver, Receipt, Setting, remaining_time
-from ..errors import DeliveryError, MessageRejected, ProviderUnavailable
+from ..errors import DeliveryError, MessageRejected, ProviderUnavailable, Reason
 from ..message import Message
 
 __all__ = ["B64", "HTTP_SETTINGS", "HttpDriver", "HttpRequest", "encode_json"]
@@ -256,7 +256,7 @@ class HttpDriver(Driver):
         if status == 402:
             return ProviderUnavailable(detail, reason="account", **kwargs)
         if status in (404, 405, 408) or status >= 500 or 300 <= status < 400:
-            reason = "timeout" if status == 408 else "server_error"
+            reason: Reason = "timeout" if status == 408 else "server_error"
             return self.unavailable(detail, response=response, reason=reason, extra=kwargs)
         return MessageRejected(detail, **kwargs)
 
@@ -265,7 +265,7 @@ class HttpDriver(Driver):
         detail: str,
         *,
         response: requests.Response,
-        reason: str,
+        reason: Reason,
         extra: Mapping[str, Any],
     ) -> ProviderUnavailable:
         return ProviderUnavailable(

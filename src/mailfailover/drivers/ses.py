@@ -25,7 +25,7 @@ import threading
 from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
 
-from .. import __version__
+from .._version import __version__
 from ..driver import Driver, Receipt, Setting, remaining_time, require
 from ..errors import ConfigError, DeliveryError, MessageRejected, ProviderUnavailable
 from ..message import Message, parse_mailbox

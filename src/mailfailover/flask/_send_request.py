@@ -21,14 +21,14 @@ import attrs
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.sansio.multipart import Data, Epilogue, Field, File, MultipartDecoder
 
-from .errors import (
+from ..errors import (
     INVALID_JSON,
     INVALID_PARAMETER,
     MISSING_PARAMETER,
     UNSUPPORTED_MEDIA_TYPE,
     InvalidMessage,
 )
-from .message import Attachment, Message, split_addresses
+from ..message import Attachment, Message, split_addresses
 
 #: Every field ``POST /send`` takes, whatever the content type.
 FIELDS = frozenset(
@@ -69,7 +69,7 @@ class ApiError(Exception):
         self.headers = dict(headers or {})
 
 
-def _clip(text: str, limit: int) -> str:
+def clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
@@ -77,7 +77,7 @@ def _missing(field: str, message: str | None = None) -> ApiError:
     return ApiError(400, MISSING_PARAMETER, message or f"{field}: is required", field)
 
 
-def _invalid(field: str | None, message: str) -> ApiError:
+def invalid(field: str | None, message: str) -> ApiError:
     return ApiError(400, INVALID_PARAMETER, message, field)
 
 
@@ -95,7 +95,7 @@ class _Upload:
     mimetype: str | None
 
 
-def _parse_body(
+def parse_body(
     body: bytes, mimetype: str, params: Mapping[str, str]
 ) -> tuple[dict[str, Any], list[_Upload]]:
     """The fields and uploaded files of a body of the given media type (and its params)."""
@@ -104,7 +104,7 @@ def _parse_body(
         raise ApiError(
             415,
             UNSUPPORTED_MEDIA_TYPE,
-            f"charset {_clip(charset, 40)!r} is not supported; send UTF-8",
+            f"charset {clip(charset, 40)!r} is not supported; send UTF-8",
         )
     if mimetype == "application/json" or (
         mimetype.startswith("application/") and mimetype.endswith("+json")
@@ -115,7 +115,7 @@ def _parse_body(
     if mimetype == "multipart/form-data":
         pairs, uploads = _parse_multipart(body, params.get("boundary"))
         return _fields_from_form(pairs, uploads)
-    what = f"{_clip(mimetype, 80)!r} is not supported" if mimetype else "no Content-Type was given"
+    what = f"{clip(mimetype, 80)!r} is not supported" if mimetype else "no Content-Type was given"
     raise ApiError(
         415,
         UNSUPPORTED_MEDIA_TYPE,
@@ -177,7 +177,7 @@ def _parse_json(body: bytes) -> dict[str, Any]:
     try:
         data = _loads(text)
     except _DuplicateKey as exc:
-        raise _bad_json(f"the key {_clip(exc.key, 60)!r} appears twice", exc.key) from None
+        raise _bad_json(f"the key {clip(exc.key, 60)!r} appears twice", exc.key) from None
     except json.JSONDecodeError as exc:
         raise _bad_json(f"{exc.msg} at line {exc.lineno}, column {exc.colno}") from None
     except RecursionError:
@@ -210,16 +210,16 @@ def _parse_urlencoded(body: bytes) -> list[tuple[str, str]]:
             max_num_fields=MAX_FORM_FIELDS,
         )
     except UnicodeDecodeError:
-        raise _invalid(None, "the form is not UTF-8 text") from None
+        raise invalid(None, "the form is not UTF-8 text") from None
     except ValueError:
-        raise _invalid(None, f"the form has more than {MAX_FORM_FIELDS} fields") from None
+        raise invalid(None, f"the form has more than {MAX_FORM_FIELDS} fields") from None
 
 
 def _parse_multipart(
     body: bytes, boundary: str | None
 ) -> tuple[list[tuple[str, str]], list[_Upload]]:
     if not boundary or not _BOUNDARY.match(boundary):
-        raise _invalid(None, "multipart/form-data needs a valid boundary parameter")
+        raise invalid(None, "multipart/form-data needs a valid boundary parameter")
     decoder = MultipartDecoder(boundary.encode("ascii"), max_parts=MAX_FORM_FIELDS)
     pairs: list[tuple[str, str]] = []
     uploads: list[_Upload] = []
@@ -244,16 +244,16 @@ def _parse_multipart(
     except ApiError:
         raise
     except RequestEntityTooLarge:
-        raise _invalid(None, f"the form has more than {MAX_FORM_FIELDS} parts") from None
+        raise invalid(None, f"the form has more than {MAX_FORM_FIELDS} parts") from None
     except Exception:  # the decoder's ValueError, and whatever malformed input trips in it
-        raise _invalid(None, "the multipart/form-data body is malformed or incomplete") from None
+        raise invalid(None, "the multipart/form-data body is malformed or incomplete") from None
 
 
 def _add_part(
     part: Field | File, data: bytes, pairs: list[tuple[str, str]], uploads: list[_Upload]
 ) -> None:
     if not part.name:
-        raise _invalid(None, "a form part has no name")
+        raise invalid(None, "a form part has no name")
     if isinstance(part, File) and part.name == "attachments":
         # Browsers send an empty part with filename="" for a file input left empty.
         filename = part.filename.replace("\\", "/").rsplit("/", 1)[-1] or None
@@ -263,11 +263,11 @@ def _add_part(
         uploads.append(_Upload(filename, data, mimetype or None))
         return
     if isinstance(part, File):
-        raise _invalid(part.name, f"{_clip(part.name, 60)}: only 'attachments' takes files")
+        raise invalid(part.name, f"{clip(part.name, 60)}: only 'attachments' takes files")
     try:
         pairs.append((part.name, data.decode("utf-8")))
     except UnicodeDecodeError:
-        raise _invalid(part.name, f"{_clip(part.name, 60)}: is not UTF-8 text") from None
+        raise invalid(part.name, f"{clip(part.name, 60)}: is not UTF-8 text") from None
 
 
 def _json_field(name: str, value: str, expected: type) -> Any:
@@ -277,11 +277,11 @@ def _json_field(name: str, value: str, expected: type) -> Any:
         parsed = None
     if not isinstance(parsed, expected):
         shape = "an object" if expected is dict else "an array"
-        raise _invalid(name, f"{name}: in a form, must be {shape} in JSON")
+        raise invalid(name, f"{name}: in a form, must be {shape} in JSON")
     try:
         _check_strings(parsed)
     except ApiError:
-        raise _invalid(name, f"{name}: holds an unpaired surrogate escape") from None
+        raise invalid(name, f"{name}: holds an unpaired surrogate escape") from None
     return parsed
 
 
@@ -304,11 +304,11 @@ def _fields_from_form(
             kind, key = bracketed.groups()
             target = mappings.setdefault(kind, {})
             if key in target:
-                raise _invalid(name, f"{_clip(name, 60)}: is given more than once")
+                raise invalid(name, f"{clip(name, 60)}: is given more than once")
             target[key] = value
         elif name in _SINGLE_FIELDS:
             if name in data:
-                raise _invalid(name, f"{name}: is given more than once")
+                raise invalid(name, f"{name}: is given more than once")
             data[name] = value
         elif name in _ADDRESS_FIELDS or name == "tags":
             lists.setdefault(name, []).append(value)
@@ -316,7 +316,7 @@ def _fields_from_form(
             target = mappings.setdefault(name, {})
             for key, item in _json_field(name, value, dict).items():
                 if key in target:
-                    raise _invalid(name, f"{name}: {_clip(key, 60)!r} is given more than once")
+                    raise invalid(name, f"{name}: {clip(key, 60)!r} is given more than once")
                 target[key] = item
         elif name == "attachments":
             attachments.extend(_json_field(name, value, list))
@@ -333,7 +333,7 @@ def _fields_from_form(
 
 def _unknown(name: str) -> ApiError:
     known = ", ".join(sorted(FIELDS))
-    return _invalid(name, f"{_clip(name, 60)!r} is not a field; the fields are: {known}")
+    return invalid(name, f"{clip(name, 60)!r} is not a field; the fields are: {known}")
 
 
 # -- building the message ---------------------------------------------------------------------
@@ -345,11 +345,11 @@ def _addresses(data: Mapping[str, Any], field: str) -> list[str]:
         return []
     items = [value] if isinstance(value, str) else value
     if not isinstance(items, list):
-        raise _invalid(field, f"{field}: must be a string or an array of strings")
+        raise invalid(field, f"{field}: must be a string or an array of strings")
     result: list[str] = []
     for item in items:
         if not isinstance(item, str):
-            raise _invalid(field, f"{field}: must hold strings, not {_json_type(item)}")
+            raise invalid(field, f"{field}: must hold strings, not {_json_type(item)}")
         result.extend(split_addresses(item))
     return result
 
@@ -358,14 +358,14 @@ def _optional_text(data: Mapping[str, Any], field: str) -> str | None:
     value = data.get(field)
     if value is None or isinstance(value, str):
         return value
-    raise _invalid(field, f"{field}: must be a string, not {_json_type(value)}")
+    raise invalid(field, f"{field}: must be a string, not {_json_type(value)}")
 
 
 def _decode_base64(field: str, value: str) -> bytes:
     try:
         return base64.b64decode(_BASE64_SPACE.sub("", value).encode("ascii"), validate=True)
     except (binascii.Error, ValueError):
-        raise _invalid(field, f"{field}: is not valid base64") from None
+        raise invalid(field, f"{field}: is not valid base64") from None
 
 
 def _renamed(exc: InvalidMessage, where: str) -> ApiError:
@@ -377,17 +377,17 @@ def _renamed(exc: InvalidMessage, where: str) -> ApiError:
 def _attachment(index: int, item: Any) -> Attachment:
     where = f"attachments[{index}]"
     if not isinstance(item, dict):
-        raise _invalid(where, f"{where}: must be an object with filename, data and mimetype")
+        raise invalid(where, f"{where}: must be an object with filename, data and mimetype")
     for key in item:
         if key not in _ATTACHMENT_KEYS:
-            raise _invalid(f"{where}.{_clip(key, 40)}", f"{where}: {_clip(key, 40)!r} is "
+            raise invalid(f"{where}.{clip(key, 40)}", f"{where}: {clip(key, 40)!r} is "
                            "not an attachment field (filename, data, mimetype, inline, "
                            "content_id)")  # fmt: skip
     data = item.get("data")
     if data is None:
         raise _missing(f"{where}.data")
     if not isinstance(data, str):
-        raise _invalid(f"{where}.data", f"{where}.data: must be a base64 string")
+        raise invalid(f"{where}.data", f"{where}.data: must be a base64 string")
     content = _decode_base64(f"{where}.data", data)
     try:
         return Attachment(
@@ -401,7 +401,7 @@ def _attachment(index: int, item: Any) -> Attachment:
         raise _renamed(exc, where) from None
 
 
-def _build_message(data: Mapping[str, Any], uploads: Sequence[_Upload] = ()) -> Message:
+def build_message(data: Mapping[str, Any], uploads: Sequence[_Upload] = ()) -> Message:
     """The :class:`Message` a request describes, or the :class:`ApiError` saying why not."""
     for name in data:
         if name not in FIELDS:
@@ -410,7 +410,7 @@ def _build_message(data: Mapping[str, Any], uploads: Sequence[_Upload] = ()) -> 
     if sender is None or (isinstance(sender, str) and not sender.strip()):
         raise _missing("sender")
     if not isinstance(sender, str):
-        raise _invalid("sender", f"sender: must be a string, not {_json_type(sender)}")
+        raise invalid("sender", f"sender: must be a string, not {_json_type(sender)}")
     to = _addresses(data, "to")
     if not to:
         raise _missing("to", "to: at least one recipient is required")
@@ -426,7 +426,7 @@ def _build_message(data: Mapping[str, Any], uploads: Sequence[_Upload] = ()) -> 
     if raw_attachments is None:
         raw_attachments = []
     if not isinstance(raw_attachments, list):
-        raise _invalid("attachments", "attachments: must be an array of objects")
+        raise invalid("attachments", "attachments: must be an array of objects")
     attachments = [_attachment(i, item) for i, item in enumerate(raw_attachments)]
     for upload in uploads:
         try:

@@ -18,10 +18,11 @@ from typing import Any
 
 import flask
 
-from .config import MailerConfig, build_drivers, load_config
-from .errors import ConfigError
-from .flask import _EXTENSION_KEY, API_TOKEN_ENV, SenderAllowList, _api_token, create_app
-from .mailer import FailoverMailer
+from ..config import MailerConfig, build_drivers, load_config
+from ..errors import ConfigError
+from ..mailer import FailoverMailer
+from ._app import create_app
+from ._base import API_TOKEN_ENV, EXTENSION_KEY, SenderAllowList, api_token
 
 logger = logging.getLogger("mailfailover.flask")
 
@@ -45,7 +46,7 @@ def _check_config(config: MailerConfig, host: str) -> None:
     for driver in build_drivers(config):
         driver.close()
     SenderAllowList(config.http.allowed_senders)
-    if _api_token(config.http) is None and not _is_loopback(host):
+    if api_token(config.http) is None and not _is_loopback(host):
         raise ConfigError(
             f"refusing to listen on {host} without an API token: set {API_TOKEN_ENV} or "
             "http.api_token in the configuration, or listen on 127.0.0.1"
@@ -71,7 +72,7 @@ def _post_fork(server: Any, worker: Any) -> None:
 
 def _close_worker_mailer(server: Any, worker: Any) -> None:
     app = getattr(worker, "wsgi", None)
-    state = getattr(app, "extensions", {}).get(_EXTENSION_KEY)
+    state = getattr(app, "extensions", {}).get(EXTENSION_KEY)
     if state is not None:
         state.mailer.close()
 
