@@ -2,9 +2,10 @@
 
 The format is the original service's ``config/mail.yml``: a ``drivers`` list of
 ``{name, module, settings}`` (``driver:`` is accepted for ``module:``), plus optional
-``strategy``, ``failure_threshold``, ``cooldown``, ``timeout``, ``deadline`` and an ``http``
-section for the HTTP adapter. Typos are caught at load time: unknown keys and unknown
-settings are errors naming the file and the driver. Error text never echoes a value from
+``strategy``, ``failure_threshold``, ``cooldown``, ``timeout``, ``deadline``, an ``http``
+section for the HTTP adapter, ``state`` (the state store's URL) and a ``queue`` section for
+queued delivery (:mod:`mailfailover.celery`). Typos are caught at load time: unknown keys
+and unknown settings are errors naming the file and the driver. Error text never echoes a value from
 the file or the environment, since values are where secrets live.
 """
 
@@ -29,6 +30,7 @@ __all__ = [
     "DriverSpec",
     "HttpConfig",
     "MailerConfig",
+    "QueueConfig",
     "build_driver",
     "build_drivers",
     "load_config",
@@ -56,10 +58,34 @@ MAX_DEPTH = 50
 DEFAULT_MAX_BODY_BYTES = 25 * 1024 * 1024
 
 _TOP_KEYS = frozenset(
-    {"strategy", "failure_threshold", "cooldown", "timeout", "deadline", "drivers", "http"}
+    {
+        "strategy",
+        "failure_threshold",
+        "cooldown",
+        "timeout",
+        "deadline",
+        "drivers",
+        "http",
+        "state",
+        "queue",
+    }
 )
 _DRIVER_KEYS = frozenset({"name", "module", "driver", "settings"})
-_HTTP_KEYS = frozenset({"api_token", "allowed_senders", "max_body_bytes", "metrics_token"})
+_HTTP_KEYS = frozenset({"api_token", "allowed_senders", "max_body_bytes", "metrics_token", "queue"})
+_QUEUE_KEYS = frozenset(
+    {
+        "broker",
+        "max_age",
+        "name",
+        "backoff",
+        "backoff_max",
+        "lease",
+        "visibility_timeout",
+        "on_ambiguous",
+        "connect_timeout",
+        "keep",
+    }
+)
 _PLACEHOLDER = re.compile(r"\$\$|\$\{([^}:]*)(?::-([^}]*))?\}")
 _VARIABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -93,6 +119,43 @@ class HttpConfig:
     metrics_token: str | None = attrs.field(
         default=None, repr=lambda v: "None" if v is None else "***"
     )
+    #: ``POST /send`` enqueues (202) instead of sending; needs a ``queue:`` section.
+    queue: bool = False
+
+
+def _redact_url(url: str) -> str:
+    """``url`` with any password replaced by ``***`` (for repr and error text)."""
+    return re.sub(r"(://[^/@:]*:)[^/@]*@", r"\1***@", url)
+
+
+@attrs.frozen
+class QueueConfig:
+    """The ``queue:`` section, for :mod:`mailfailover.celery` (seconds throughout).
+
+    ``visibility_timeout`` is how long a Redis or SQS broker waits before handing a task that
+    was taken but never acknowledged (its worker died) to another worker. It must outlast
+    the longest countdown a retry waits in a worker (``backoff_max``) plus one send
+    (``lease``), or the broker would hand out tasks that are merely waiting; by default it is
+    exactly that plus a minute.
+    """
+
+    broker: str = attrs.field(repr=_redact_url)
+    max_age: float = 86400.0
+    name: str = "mailfailover"
+    backoff: float = 30.0
+    backoff_max: float = 1800.0
+    lease: float = 300.0
+    visibility_timeout: float | None = None
+    on_ambiguous: str = "dead"
+    connect_timeout: float = 2.0
+    keep: float = 7 * 86400.0
+
+    @property
+    def broker_visibility_timeout(self) -> float:
+        """The visibility timeout to give the broker: set, or derived from the others."""
+        if self.visibility_timeout is not None:
+            return self.visibility_timeout
+        return self.backoff_max + self.lease + 60.0
 
 
 @attrs.frozen
@@ -107,6 +170,9 @@ class MailerConfig:
     deadline: float | None = None
     http: HttpConfig = HttpConfig()
     source: str = "<config>"
+    #: The ``state:`` store spec (a URL or ``{url, namespace}``), None for the default.
+    state: str | Mapping[str, Any] | None = attrs.field(default=None, repr=False)
+    queue: QueueConfig | None = None
 
     def mailer_options(self) -> dict[str, Any]:
         """The ``FailoverMailer`` keyword arguments this file sets."""
@@ -232,6 +298,11 @@ def _validate(
     deadline = _number(*scalar("deadline"), "deadline", float, minimum=0, exclusive=True)
     if timeout is not None:
         drivers = [attrs.evolve(spec, timeout=timeout) for spec in drivers]
+    http = _http_config(*scalar("http"))
+    state = _state_spec(*scalar("state"))
+    queue = _queue_config(*scalar("queue"), state)
+    if http.queue and queue is None:
+        raise ConfigError("'http.queue' needs a 'queue' section", source=scalar("http")[0])
     return MailerConfig(
         drivers=tuple(drivers),
         strategy=strategy,
@@ -239,8 +310,10 @@ def _validate(
         cooldown=cooldown,
         timeout=timeout,
         deadline=deadline,
-        http=_http_config(*scalar("http")),
+        http=http,
         source=source,
+        state=state,
+        queue=queue,
     )
 
 
@@ -406,11 +479,15 @@ def _http_config(source: str, value: Any) -> HttpConfig:
     if not isinstance(senders, list) or not all(isinstance(s, str) and s for s in senders):
         raise ConfigError("'http.allowed_senders' must be a list of addresses", source=source)
     limit = _number(source, value.get("max_body_bytes"), "http.max_body_bytes", int, minimum=1)
+    queue = value.get("queue", False)
+    if not isinstance(queue, bool):
+        raise ConfigError("'http.queue' must be true or false", source=source)
     return HttpConfig(
         api_token=token or None,
         allowed_senders=tuple(senders),
         max_body_bytes=DEFAULT_MAX_BODY_BYTES if limit is None else limit,
         metrics_token=metrics_token,
+        queue=queue,
     )
 
 
@@ -421,6 +498,77 @@ def _token(source: str, section: Mapping[str, Any], key: str) -> str | None:
     # An empty token (``${MAILFAILOVER_API_TOKEN:-}`` with the variable unset) means none:
     # for the API token, serve then binds only to loopback.
     return (token.strip() or None) if token else None
+
+
+def _state_spec(source: str, value: Any) -> str | Mapping[str, Any] | None:
+    """Check the shape of ``state:``; the store is opened (and its URL parsed) only when used."""
+    if value is None:
+        return None
+    url = value.get("url") if isinstance(value, Mapping) else value
+    if not isinstance(url, str) or "://" not in url:
+        raise ConfigError(
+            "'state' must be a store URL such as sqlite:///path or redis://host:6379/0, "
+            "or a mapping with 'url' and 'namespace'",
+            source=source,
+        )
+    if isinstance(value, Mapping):
+        unknown = sorted(str(k) for k in value if k not in ("url", "namespace"))
+        if unknown:
+            raise ConfigError(f"unknown key 'state.{unknown[0]}' (known: namespace, url)",
+                              source=source)  # fmt: skip
+        return dict(value)
+    return str(value)
+
+
+def _queue_config(
+    source: str, value: Any, state: str | Mapping[str, Any] | None
+) -> QueueConfig | None:
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        raise ConfigError("'queue' must be a mapping", source=source)
+    unknown = sorted(str(k) for k in value if k not in _QUEUE_KEYS)
+    if unknown:
+        known = ", ".join(sorted(_QUEUE_KEYS))
+        raise ConfigError(f"unknown key 'queue.{unknown[0]}' (known: {known})", source=source)
+    broker = value.get("broker")
+    if not isinstance(broker, str) or "://" not in broker:
+        raise ConfigError(
+            "'queue.broker' must be a Celery broker URL such as redis://127.0.0.1:6379/1",
+            source=source,
+        )
+    url = state.get("url") if isinstance(state, Mapping) else state
+    if url is None or str(url).lower().startswith("memory:"):
+        # Delivery records must be seen by the workers and by whoever asks for a status.
+        raise ConfigError(
+            "'queue' needs a shared state store: set 'state' to sqlite:///path or redis://...",
+            source=source,
+        )
+    options: dict[str, Any] = {"broker": broker}
+    for key in ("max_age", "backoff", "backoff_max", "lease", "visibility_timeout",
+                "connect_timeout", "keep"):  # fmt: skip
+        number = _number(source, value.get(key), f"queue.{key}", float, minimum=0, exclusive=True)
+        if number is not None:
+            options[key] = number
+    name = value.get("name")
+    if name is not None:
+        if not isinstance(name, str) or not re.match(r"^[A-Za-z0-9_.:-]{1,100}$", name):
+            raise ConfigError("'queue.name' must be a word (letters, digits, _ . : -)",
+                              source=source)  # fmt: skip
+        options["name"] = name
+    options["on_ambiguous"] = _choice(
+        source, value.get("on_ambiguous", "dead"), "queue.on_ambiguous", ("dead", "retry")
+    )
+    queue = QueueConfig(**options)
+    if queue.backoff > queue.backoff_max:
+        raise ConfigError("'queue.backoff' may not be more than 'queue.backoff_max'", source=source)
+    if queue.broker_visibility_timeout <= queue.backoff_max + queue.lease:
+        raise ConfigError(
+            "'queue.visibility_timeout' must be more than queue.backoff_max + queue.lease, "
+            "or the broker hands a waiting or running task to a second worker",
+            source=source,
+        )
+    return queue
 
 
 # -- building ---------------------------------------------------------------------------------

@@ -1,0 +1,534 @@
+"""Delivery records and one delivery try: the broker-free heart of queued delivery.
+
+:mod:`mailfailover.celery` is a thin Celery task around :func:`deliver`; everything that
+decides whether a message is sent, retried or given up lives here and runs without a broker.
+
+A message's record lives in the state store under ``delivery:<Message-ID>`` (JSON)::
+
+    {"message_id", "status", "created", "expires", "tries", "next_try", "driver",
+     "provider_message_id", "attempts": [...], "error", "ambiguous", "inflight"}
+
+``status`` is ``queued``, ``sent``, ``rejected``, ``suppressed`` or ``dead``. The rules that
+make the mail exactly-once while the queue is only at-least-once:
+
+* A record that is ``sent`` (or ``rejected``, ``suppressed``, ``dead``) is final: a task
+  that finds it does nothing, however often the broker delivers the task again.
+* Sending holds a lease, ``lease:<Message-ID>``, taken with the store's atomic ``add`` and
+  expiring after ``queue.lease`` seconds: two workers never send one message at once.
+* Just before the mailer is called the record gets an ``inflight`` mark, cleared with the
+  outcome. A worker that finds the mark under a lease of its own knows the previous holder
+  died in the middle of a send: the provider may or may not have the message. That, and a
+  timeout after the request was written (``ProviderUnavailable.ambiguous``), is an
+  *ambiguous* failure, handled by ``queue.on_ambiguous``: ``dead`` (the default: park it as a
+  dead letter for the operator, who can check the provider's log and re-drive it) or
+  ``retry`` (accept a possible duplicate; it carries the same Message-ID, which mail clients
+  de-duplicate on, and providers with idempotency keys derived from it — Resend, Brevo —
+  drop it themselves).
+* ``AllProvidersFailed`` schedules the next try after an exponential backoff with jitter
+  that never ends before the soonest driver's cooldown, until ``queue.max_age``; then the
+  message is ``dead``, with every attempt kept, an error-level log line and the ``on_dead``
+  hook. A dead letter keeps the message itself under ``dead:<Message-ID>`` for a re-drive.
+
+The store here must be the raw store, not one that falls back to memory when the server is
+down: a :class:`~mailfailover.state.StoreError` stops the try before anything is sent, and the
+task comes back later.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+from collections.abc import Callable, Mapping
+from typing import Any, Literal
+
+import attrs
+
+from .errors import AllProvidersFailed, InvalidMessage, MessageRejected, ProviderUnavailable
+from .message import Message
+from .state import StateStore, StoreError, Unchanged
+
+__all__ = [
+    "FINAL_STATUSES",
+    "STATUSES",
+    "DeliveryPolicy",
+    "DeliveryRecords",
+    "Outcome",
+    "deliver",
+]
+
+logger = logging.getLogger("mailfailover")
+
+STATUSES = ("queued", "sent", "rejected", "suppressed", "dead")
+FINAL_STATUSES = frozenset({"sent", "rejected", "suppressed", "dead"})
+#: A task woken this much before its record's ``next_try`` still tries (timer slack).
+EARLY_SLACK = 0.25
+
+Record = dict[str, Any]
+OnDead = Callable[[str, Record], object]
+
+
+@attrs.frozen
+class DeliveryPolicy:
+    """How long and how often to try; built from the ``queue:`` section (seconds)."""
+
+    max_age: float = 86400.0
+    backoff: float = 30.0
+    backoff_max: float = 1800.0
+    lease: float = 300.0
+    on_ambiguous: Literal["dead", "retry"] = "dead"
+    keep: float = 7 * 86400.0
+
+    @classmethod
+    def from_queue_config(cls, queue: Any) -> DeliveryPolicy:
+        return cls(
+            max_age=queue.max_age,
+            backoff=queue.backoff,
+            backoff_max=queue.backoff_max,
+            lease=queue.lease,
+            on_ambiguous=queue.on_ambiguous,
+            keep=queue.keep,
+        )
+
+    def delay(self, tries: int, rng: Callable[[], float] = random.random) -> float:
+        """The wait after the ``tries``-th failed try: doubling from ``backoff`` up to
+        ``backoff_max``, then jittered into its upper half (so waiting workers spread out
+        but never come back at once)."""
+        full = min(self.backoff_max, self.backoff * 2 ** max(tries - 1, 0))
+        return float(full / 2 + rng() * full / 2)
+
+
+@attrs.frozen
+class Outcome:
+    """What the task does next: ``done``, or ``retry`` after ``countdown`` seconds."""
+
+    action: Literal["done", "retry"]
+    status: str
+    countdown: float = 0.0
+    #: True when this call sent (or tried to send) the message.
+    tried: bool = False
+
+
+def _dumps(record: Mapping[str, Any]) -> bytes:
+    return json.dumps(record, separators=(",", ":"), sort_keys=True).encode()
+
+
+def _loads(raw: bytes | None) -> Record | None:
+    if raw is None:
+        return None
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        raise StoreError("a delivery record in the state store is not JSON") from None
+    if not isinstance(value, dict):
+        raise StoreError("a delivery record in the state store is not a JSON object")
+    return value
+
+
+class DeliveryRecords:
+    """The delivery records (and dead letters) kept in one state store."""
+
+    def __init__(self, store: StateStore, *, keep: float = 7 * 86400.0) -> None:
+        self.store = store
+        self.keep = keep
+
+    @staticmethod
+    def key(message_id: str) -> str:
+        return f"delivery:{message_id}"
+
+    @staticmethod
+    def lease_key(message_id: str) -> str:
+        return f"lease:{message_id}"
+
+    @staticmethod
+    def dead_key(message_id: str) -> str:
+        return f"dead:{message_id}"
+
+    def get(self, message_id: str) -> Record | None:
+        return _loads(self.store.get(self.key(message_id)))
+
+    def status(
+        self, message_id: str, *, events: Callable[[Record], list[Any]] | None = None
+    ) -> dict[str, Any] | None:
+        """The public view of a record (None when there is none): status, driver, attempts,
+        tries, timing, and the delivery events ``events(record)`` finds for it."""
+        record = self.get(message_id)
+        if record is None:
+            return None
+        view = {
+            "message_id": message_id,
+            "status": record.get("status", "queued"),
+            "driver": record.get("driver"),
+            "provider_message_id": record.get("provider_message_id"),
+            "tries": record.get("tries", 0),
+            "attempts": record.get("attempts", []),
+            "created": record.get("created"),
+            "expires": record.get("expires"),
+            "next_try": record.get("next_try"),
+            "error": record.get("error"),
+            "ambiguous": bool(record.get("ambiguous")),
+            "sending": bool(record.get("inflight")),
+            "events": [],
+        }
+        if events is not None:
+            try:
+                view["events"] = list(events(record))
+            except Exception:  # events are extra detail: never fail a status for them
+                logger.exception("reading the delivery events of %s failed", message_id)
+        return view
+
+    def create(self, message_id: str, *, created: float, expires: float) -> bool:
+        """Write a fresh ``queued`` record unless one exists; True when written."""
+        record = {
+            "message_id": message_id,
+            "status": "queued",
+            "created": created,
+            "expires": expires,
+            "tries": 0,
+            "attempts": [],
+        }
+        ttl = max(expires - self.store.now(), 0.0) + self.keep
+        return self.store.add(self.key(message_id), _dumps(record), ttl=ttl)
+
+    def ensure(self, message_id: str, *, created: float, expires: float) -> Record:
+        """The record, created ``queued`` first if it is missing."""
+        found = self.get(message_id)
+        if found is not None:
+            return found
+        self.create(message_id, created=created, expires=expires)
+        found = self.get(message_id)
+        if found is None:  # expired between the two calls: only with a tiny keep
+            raise StoreError("the delivery record vanished as it was written")
+        return found
+
+    def change(
+        self, message_id: str, fn: Callable[[Record], Record | None], *, ttl: float | None
+    ) -> Record | None:
+        """Atomically apply ``fn`` to the record (None from ``fn``: leave it as it is)."""
+
+        def step(raw: bytes | None) -> tuple[bytes | Unchanged | None, Record | None]:
+            old = _loads(raw)
+            if old is None:
+                return Unchanged(), None
+            new = fn(dict(old))
+            if new is None:
+                return Unchanged(), old
+            return _dumps(new), new
+
+        return self.store.update(self.key(message_id), step, ttl=ttl)
+
+    def take_lease(self, message_id: str, token: str, ttl: float) -> bool:
+        return self.store.add(self.lease_key(message_id), token.encode(), ttl=ttl)
+
+    def release_lease(self, message_id: str, token: str) -> None:
+        """Give the lease back, only if it is still ours (it may have expired and moved)."""
+        mine = token.encode()
+
+        def step(raw: bytes | None) -> tuple[bytes | Unchanged | None, None]:
+            return (None if raw == mine else Unchanged()), None
+
+        self.store.update(self.lease_key(message_id), step)
+
+    def bury(self, message_id: str, message: Mapping[str, Any], at: float) -> None:
+        """Keep a dead message's content for a re-drive (no expiry: an operator decides)."""
+        self.store.set(self.dead_key(message_id), _dumps({"message": message, "dead_at": at}))
+
+    def dead(self) -> list[tuple[str, Record]]:
+        """Every dead letter as ``(message_id, record)``, oldest Message-ID first."""
+        found = []
+        for key, _ in self.store.scan("dead:"):
+            message_id = key[len("dead:") :]
+            record = self.get(message_id)
+            if record is not None and record.get("status") == "dead":
+                found.append((message_id, record))
+        return found
+
+    def dead_message(self, message_id: str) -> dict[str, Any] | None:
+        """The content of a dead letter, in :meth:`Message.to_dict` shape."""
+        found = _loads(self.store.get(self.dead_key(message_id)))
+        return None if found is None else dict(found["message"])
+
+    def revive(self, message_id: str, *, max_age: float) -> dict[str, Any] | None:
+        """Put a dead letter back to ``queued`` with a fresh ``max_age``; its message, or
+        None when it is not dead. The attempts so far are kept."""
+        message = self.dead_message(message_id)
+        if message is None:
+            return None
+        now = self.store.now()
+
+        def fn(record: Record) -> Record | None:
+            if record.get("status") != "dead":
+                return None
+            record.update(status="queued", expires=now + max_age, next_try=None, error=None,
+                          inflight=None, ambiguous=False, revived=now)  # fmt: skip
+            return record
+
+        record = self.change(message_id, fn, ttl=max_age + self.keep)
+        if record is None or record.get("status") != "queued":
+            return None
+        self.store.delete(self.dead_key(message_id))
+        return message
+
+
+def _attempt_dicts(attempts: Any, tries: int, at: float) -> list[dict[str, Any]]:
+    return [{**attempt.to_dict(), "try": tries, "at": round(at, 3)} for attempt in attempts]
+
+
+def _is_ambiguous(exc: AllProvidersFailed) -> bool:
+    return any(isinstance(a.error, ProviderUnavailable) and a.error.ambiguous for a in exc.attempts)
+
+
+def _soonest_cooldown(mailer: Any) -> float:
+    """Seconds until the first driver's cooldown ends (0 when one is ready now)."""
+    try:
+        remaining = [float(h.cooldown_remaining) for h in mailer.health()]
+    except Exception:  # health is advice for the wait, never a reason to lose the message
+        logger.exception("reading the drivers' health failed; backing off without it")
+        return 0.0
+    return max(min(remaining, default=0.0), 0.0)
+
+
+def deliver(
+    data: Mapping[str, Any],
+    *,
+    mailer: Any,
+    records: DeliveryRecords,
+    policy: DeliveryPolicy,
+    token: str,
+    enqueued_at: float | None = None,
+    on_dead: OnDead | None = None,
+    rng: Callable[[], float] = random.random,
+) -> Outcome:
+    """Make one delivery try for the message ``data`` (:meth:`Message.to_dict` shape).
+
+    ``mailer`` is a :class:`~mailfailover.FailoverMailer`; ``token`` names this try's lease
+    (unique per try). Raises :class:`~mailfailover.state.StoreError` when the store cannot be
+    read or written before the send (nothing was sent: try again later).
+    """
+    try:
+        message = Message.from_dict(data)
+    except (InvalidMessage, TypeError, ValueError) as exc:
+        # Enqueue validated it; only a hand-made or corrupted task gets here. Retrying
+        # cannot help, so it is refused with a log line rather than looping.
+        logger.error("a queued message could not be read and is dropped: %s", exc)
+        return Outcome("done", "rejected")
+    message_id = message.message_id
+    store = records.store
+    now = store.now()
+    created = now if enqueued_at is None else float(enqueued_at)
+    record = records.ensure(message_id, created=created, expires=created + policy.max_age)
+    if record["status"] in FINAL_STATUSES:
+        logger.debug("%s is already %s; nothing to do", message_id, record["status"])
+        return Outcome("done", record["status"])
+    next_try = record.get("next_try")
+    if next_try is not None and now < next_try - EARLY_SLACK:
+        # An early copy (a broker redelivery, or a wait longer than one countdown may be).
+        return Outcome("retry", "queued", min(next_try - now, policy.backoff_max))
+    if not records.take_lease(message_id, token, policy.lease):
+        # Another worker is sending it; if that worker dies, its lease runs out and this
+        # copy finds the inflight mark then.
+        return Outcome("retry", "queued", policy.lease)
+    try:
+        return _try_under_lease(
+            message, data, mailer=mailer, records=records, policy=policy, token=token,
+            on_dead=on_dead, rng=rng,
+        )  # fmt: skip
+    finally:
+        try:
+            records.release_lease(message_id, token)
+        except StoreError:  # it expires on its own
+            logger.warning("could not release the lease on %s; it expires by itself", message_id)
+
+
+def _try_under_lease(
+    message: Message,
+    data: Mapping[str, Any],
+    *,
+    mailer: Any,
+    records: DeliveryRecords,
+    policy: DeliveryPolicy,
+    token: str,
+    on_dead: OnDead | None,
+    rng: Callable[[], float],
+) -> Outcome:
+    message_id = message.message_id
+    store = records.store
+    record = records.get(message_id)
+    if record is None:
+        raise StoreError("the delivery record vanished")
+    if record["status"] in FINAL_STATUSES:
+        return Outcome("done", record["status"])
+    now = store.now()
+    tries = int(record.get("tries", 0)) + 1
+    live = max(float(record["expires"]) - now, 0.0) + policy.keep
+    if record.get("inflight"):
+        why = "a worker stopped in the middle of sending; the provider may have it"
+        interrupted: dict[str, Any] = {
+            "driver": None,
+            "outcome": "interrupted",
+            "error": why,
+            "ambiguous": True,
+            "try": int(record["inflight"].get("try", tries - 1)),
+            "at": round(now, 3),
+        }
+        if policy.on_ambiguous == "dead":
+            return _bury(records, message_id, data, [interrupted], tries - 1, now,
+                         f"ambiguous: {why}", on_dead, ambiguous=True)  # fmt: skip
+
+        def note(r: Record) -> Record:
+            r.update(attempts=[*r["attempts"], interrupted], ambiguous=True, inflight=None)
+            return r
+
+        records.change(message_id, note, ttl=live)
+
+    def mark(r: Record) -> Record:
+        r["inflight"] = {"since": now, "try": tries, "token": token}
+        return r
+
+    records.change(message_id, mark, ttl=live)
+    try:
+        result = mailer.send(message)
+    except MessageRejected as exc:
+        status = "suppressed" if type(exc).__name__ == "MessageSuppressed" else "rejected"
+        _settle(records, message_id, status, tries, store.now(), policy.keep,
+                attempts=exc.attempts, error=str(exc))  # fmt: skip
+        return Outcome("done", status, tried=True)
+    except AllProvidersFailed as exc:
+        return _failed(records, message_id, data, exc, tries, mailer=mailer, policy=policy,
+                       on_dead=on_dead, rng=rng)  # fmt: skip
+    except BaseException:
+        # Not a delivery outcome (a bug, the mailer closed, an interrupt): nothing is known
+        # to have been sent by this try, so it is unmarked and the task comes back later.
+        _clear_inflight(records, message_id, live)
+        raise
+    _settle(records, message_id, "sent", tries, store.now(), policy.keep,
+            attempts=result.attempts, driver=result.driver,
+            provider_message_id=result.message_id)  # fmt: skip
+    return Outcome("done", "sent", tried=True)
+
+
+def _clear_inflight(records: DeliveryRecords, message_id: str, ttl: float) -> None:
+    try:
+        records.change(message_id, lambda r: {**r, "inflight": None}, ttl=ttl)
+    except StoreError:
+        logger.warning("could not clear the in-flight mark on %s", message_id)
+
+
+def _write_final(records: DeliveryRecords, message_id: str, fn: Callable[[Record], Record | None],
+                 ttl: float | None) -> None:  # fmt: skip
+    """Write an outcome, trying three times: losing it would make a sent message ambiguous."""
+    for attempt in range(3):
+        try:
+            records.change(message_id, fn, ttl=ttl)
+            return
+        except StoreError:
+            if attempt == 2:
+                logger.error("could not record the outcome for %s in the state store; "
+                             "its next try will find it in flight", message_id)  # fmt: skip
+                raise
+
+
+def _settle(
+    records: DeliveryRecords,
+    message_id: str,
+    status: str,
+    tries: int,
+    now: float,
+    keep: float,
+    *,
+    attempts: Any,
+    driver: str | None = None,
+    provider_message_id: str | None = None,
+    error: str | None = None,
+) -> None:
+    new_attempts = _attempt_dicts(attempts, tries, now)
+
+    def fn(record: Record) -> Record | None:
+        if record.get("status") == "sent":
+            return None  # a sent record is final, whatever a slower writer says
+        record.update(status=status, tries=tries, next_try=None, inflight=None, error=error,
+                      driver=driver, provider_message_id=provider_message_id, finished=now,
+                      attempts=[*record.get("attempts", []), *new_attempts])  # fmt: skip
+        return record
+
+    _write_final(records, message_id, fn, keep)
+    if status == "sent":
+        logger.info("%s sent through %s on try %d", message_id, driver, tries)
+
+
+def _failed(
+    records: DeliveryRecords,
+    message_id: str,
+    data: Mapping[str, Any],
+    exc: AllProvidersFailed,
+    tries: int,
+    *,
+    mailer: Any,
+    policy: DeliveryPolicy,
+    on_dead: OnDead | None,
+    rng: Callable[[], float],
+) -> Outcome:
+    now = records.store.now()
+    attempts = _attempt_dicts(exc.attempts, tries, now)
+    ambiguous = _is_ambiguous(exc)
+    if ambiguous and policy.on_ambiguous == "dead":
+        return _bury(records, message_id, data, attempts, tries, now,
+                     f"ambiguous: {exc}", on_dead, ambiguous=True)  # fmt: skip
+    delay = max(policy.delay(tries, rng), _soonest_cooldown(mailer))
+    record = records.get(message_id)
+    expires = float(record["expires"]) if record else now
+    if now + delay > expires:
+        return _bury(records, message_id, data, attempts, tries, now, str(exc), on_dead,
+                     ambiguous=ambiguous)  # fmt: skip
+    next_try = now + delay
+
+    def fn(r: Record) -> Record | None:
+        if r.get("status") in FINAL_STATUSES:
+            return None
+        r.update(tries=tries, next_try=next_try, inflight=None, error=str(exc),
+                 ambiguous=bool(r.get("ambiguous")) or ambiguous,
+                 attempts=[*r.get("attempts", []), *attempts])  # fmt: skip
+        return r
+
+    _write_final(records, message_id, fn, max(expires - now, 0.0) + policy.keep)
+    logger.warning("%s: every provider failed on try %d; next try in %.1f s",
+                   message_id, tries, delay)  # fmt: skip
+    return Outcome("retry", "queued", min(delay, policy.backoff_max), tried=True)
+
+
+def _bury(
+    records: DeliveryRecords,
+    message_id: str,
+    data: Mapping[str, Any],
+    attempts: list[dict[str, Any]],
+    tries: int,
+    now: float,
+    error: str,
+    on_dead: OnDead | None,
+    *,
+    ambiguous: bool,
+) -> Outcome:
+    records.bury(message_id, dict(data), now)
+    final: list[Record] = []
+
+    def fn(r: Record) -> Record | None:
+        if r.get("status") in FINAL_STATUSES:
+            return None
+        r.update(status="dead", tries=tries, next_try=None, inflight=None, error=error,
+                 ambiguous=bool(r.get("ambiguous")) or ambiguous, finished=now,
+                 attempts=[*r.get("attempts", []), *attempts])  # fmt: skip
+        final[:] = [r]
+        return r
+
+    # A dead letter has no expiry: it waits for an operator.
+    _write_final(records, message_id, fn, None)
+    record = final[0] if final else (records.get(message_id) or {})
+    if record.get("status") != "dead":
+        return Outcome("done", str(record.get("status", "dead")), tried=True)
+    logger.error("%s is dead after %d tries: %s", message_id, tries, error)
+    if on_dead is not None:
+        try:
+            on_dead(message_id, record)
+        except Exception:
+            logger.exception("the on_dead hook raised")
+    return Outcome("done", "dead", tried=True)
