@@ -361,6 +361,10 @@ class TestErrors(MailgunHarness):
             ("try again after Mon, 01 Jan 2001 00:00:00 UTC", 0.0),
             ("try again later", None),
             ("try again after whenever", None),
+            # Mailgun's spec, 429: "... limit exceeded, try again after 120 seconds"
+            ("limit exceeded, try again after 120 seconds", 120.0),
+            ("try again after 2 minutes", 120.0),
+            ("try again after 2026-03-01", None),
             ("no hint here", None),
             ("try again in 90 days", None),
         ],

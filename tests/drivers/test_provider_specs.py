@@ -27,6 +27,7 @@ import responses
 import spec_loader as specs
 
 from mailfailover.driver import Driver, Receipt
+from mailfailover.drivers.mailgun import MailgunDriver
 from mailfailover.drivers.mailjet import MailjetDriver
 from mailfailover.drivers.postmark import PostmarkDriver
 from mailfailover.drivers.resend import ResendDriver
@@ -218,6 +219,113 @@ def documented_examples(provider: str, path: str) -> dict[str, list[Any]]:
         status: specs.response_examples(response)
         for status, response in specs.responses(doc, path).items()
     }
+
+
+# -- Mailgun ---------------------------------------------------------------------------------
+
+MAILGUN_KEY = "key-test"
+MAILGUN_PATH = "/v3/{domain_name}/messages"
+
+
+class TestMailgunSpec(SpecChecks):
+    provider = "mailgun"
+    doc = specs.document("mailgun")
+    variants: ClassVar[Mapping[str, tuple[Mapping[str, Any], str]]] = {
+        "us": ({}, specs.servers(doc)[0]),
+        "eu": ({"region": "eu"}, specs.servers(doc)[1]),
+        "test_mode": ({"test_mode": True}, specs.servers(doc)[0]),
+    }
+    success_body: ClassVar[Any] = {"id": "<id@mg.example.com>", "message": "Queued. Thank you."}
+
+    def make(self, **settings: Any) -> Driver:
+        return MailgunDriver(
+            name="mailgun", api_key=MAILGUN_KEY, domain="mg.example.com", **settings
+        )
+
+    def path(self, settings: Mapping[str, Any]) -> str:
+        return MAILGUN_PATH.replace("{domain_name}", "mg.example.com")
+
+    def check_auth(self, request: requests.PreparedRequest, settings: Mapping[str, Any]) -> None:
+        (scheme,) = specs.security_schemes(self.doc, MAILGUN_PATH)
+        assert (scheme["type"], scheme["scheme"]) == ("http", "basic")
+        assert "api:YOUR_API_KEY" in scheme["description"]
+        assert request.headers["Authorization"] == basic("api", MAILGUN_KEY)
+
+    def form_schema(self) -> dict[str, Any]:
+        op = specs.operation(self.doc, MAILGUN_PATH, "post")
+        media = op["requestBody"]["content"]["multipart/form-data"]
+        schema: dict[str, Any] = specs.inline_refs(self.doc, media["schema"])
+        return schema
+
+    def body_errors(
+        self, request: requests.PreparedRequest, message: Message, settings: Mapping[str, Any]
+    ) -> list[str]:
+        """Field names against the spec's form schema: every name is a documented property,
+        or a documented prefix (``h:``/``v:``, which the spec shows as the examples
+        ``h:X-My-Header`` and ``v:my-var``); a non-array field is sent once; an enum field has
+        a documented value; the required fields are there; files go in file fields."""
+        schema = self.form_schema()
+        properties = schema["properties"]
+        assert {"h:X-My-Header", "v:my-var"} <= set(properties)
+        prefixes = ("h:", "v:")
+        parts = specs.form_fields(request.body, request.headers["Content-Type"])  # type: ignore[arg-type]
+        problems: list[str] = []
+        counts: dict[str, int] = {}
+        for name, filename, content in parts:
+            counts[name] = counts.get(name, 0) + 1
+            prop = properties.get(name)
+            if prop is None:
+                if not name.startswith(prefixes):
+                    problems.append(f"{name}: not a documented field")
+                continue
+            items = prop.get("items", prop)
+            if items.get("format") == "binary":
+                if filename is None:
+                    problems.append(f"{name}: a file field sent without a filename")
+            elif filename is not None:
+                problems.append(f"{name}: a text field sent as a file")
+            if "enum" in items and content.decode() not in items["enum"]:
+                problems.append(f"{name}: {content!r} is not one of {items['enum']}")
+        for name, count in counts.items():
+            prop = properties.get(name, {"type": "string"})
+            if prop.get("type") != "array" and count > 1:
+                problems.append(f"{name}: sent {count} times but is not an array")
+        problems += [f"{name}: required" for name in schema["required"] if name not in counts]
+        return problems
+
+    def test_options_over_16_kb_are_refused_before_sending(self) -> None:
+        """ "Send options (parameters starting with o:, h:, v:, or t:) are limited to 16KB
+        total" (the operation's description): more is UnsupportedFeature, nothing sent."""
+        description = specs.operation(self.doc, MAILGUN_PATH, "post")["description"]
+        limit = "parameters starting with o:, h:, v:, or t:) are limited to 16KB total"
+        assert limit in description
+        driver = self.make()
+        big = simple_message(metadata={"blob": "x" * (16 * 1024)})
+        with responses.RequestsMock() as mock:  # any request would fail the test
+            with pytest.raises(UnsupportedFeature) as caught:
+                driver.send(big)
+            assert not mock.calls
+        assert caught.value.field == "metadata"
+        # just under the limit is sent
+        fits = simple_message(metadata={"blob": "x" * (15 * 1024)})
+        _, outcome = exchange(driver, fits, body=self.success_body)
+        driver.close()
+        assert isinstance(outcome, Receipt)
+
+    @classmethod
+    def examples(cls) -> list[Example]:
+        documented = documented_examples("mailgun", MAILGUN_PATH)
+        ((success,),) = [documented["200"]]
+        return [
+            Example("200", 200, success, "receipt", message_id=success["id"]),
+            Example("400", 400, documented["400"][0], "rejected"),
+            # documented as the JSON string "Forbidden"
+            Example("401", 401, documented["401"][0], "unavailable", reason="auth"),
+            # "... account-requests-per-sec limit exceeded, try again after 120 seconds"
+            Example("429", 429, documented["429"][0], "unavailable",
+                    reason="rate_limited", retry_after=120.0),
+            Example("500", 500, documented["500"][0], "unavailable", reason="server_error"),
+        ]  # fmt: skip
 
 
 # -- Postmark --------------------------------------------------------------------------------

@@ -27,6 +27,10 @@ __all__ = ["MailgunDriver"]
 
 #: Mailgun's documented limits on tags: ASCII only, at most 128 characters each.
 MAX_TAG_LENGTH = 128
+#: "Send options (parameters starting with o:, h:, v:, or t:) are limited to 16KB total"
+#: (Mailgun's spec for POST /v3/{domain}/messages): field names and values, in UTF-8.
+MAX_OPTIONS_BYTES = 16 * 1024
+_OPTION_FIELDS = {"o": "tags", "h": "headers", "v": "metadata", "t": "headers"}
 
 _TRY_AGAIN = re.compile(r"try again (after|in)\s+([^\"}\n]+)", re.IGNORECASE)
 _DURATION = re.compile(
@@ -94,6 +98,7 @@ class MailgunDriver(HttpDriver):
         fields += [(f"v:{key}", value) for key, value in message.metadata.items()]
         if self.settings["test_mode"]:
             fields.append(("o:testmode", "yes"))
+        self._check_options(fields)
         files = [
             (
                 "inline" if attachment.inline else "attachment",
@@ -112,6 +117,24 @@ class MailgunDriver(HttpDriver):
         return HttpRequest(
             path=self.path, files=parts + files, auth=("api", str(self.settings["api_key"]))
         )
+
+    def _check_options(self, fields: list[tuple[str, str]]) -> None:
+        """Refuse more than Mailgun's 16 KB of ``o:``/``h:``/``v:``/``t:`` fields, naming the
+        message field that contributes most (headers, tags or metadata)."""
+        sizes: dict[str, int] = {}
+        for key, value in fields:
+            prefix = key.partition(":")[0]
+            if ":" in key and prefix in _OPTION_FIELDS:
+                size = len(key.encode("utf-8")) + len(value.encode("utf-8"))
+                sizes[_OPTION_FIELDS[prefix]] = sizes.get(_OPTION_FIELDS[prefix], 0) + size
+        total = sum(sizes.values())
+        if total > MAX_OPTIONS_BYTES:
+            largest = max(sizes, key=lambda field: sizes[field])
+            self.unsupported(
+                f"headers, tags and metadata take {total} bytes as Mailgun options; Mailgun "
+                f"takes at most {MAX_OPTIONS_BYTES} (16 KB) in total",
+                field=largest,
+            )
 
     def parse_success(self, response: requests.Response, message: Message) -> Receipt:
         if "Mailgun Magnificent API" in response.text:
@@ -155,15 +178,19 @@ class MailgunDriver(HttpDriver):
 
 
 def wait_from_text(text: str) -> float | None:
-    """Seconds to wait from "try again after <HTTP date>" or "try again in 15 seconds"."""
+    """Seconds to wait from "try again after <HTTP date>", "try again after 120 seconds"
+    (Mailgun's documented 429) or "try again in 15 seconds"."""
     match = _TRY_AGAIN.search(text)
     if match is None:
         return None
     when = match.group(2).strip().rstrip(".")
     if match.group(1).lower() == "after":
-        return parse_retry_after(when)
+        at = parse_retry_after(when)
+        if at is not None:
+            return at
     duration = _DURATION.match(when)
-    if duration is None:
+    # After "after", a bare number is no duration (it may start a date Mailgun reworded).
+    if duration is None or (match.group(1).lower() == "after" and not duration.group(2)):
         return None
     unit = (duration.group(2) or "s").lower()
     scale = 3600 if unit.startswith("h") else 60 if unit.startswith("m") else 1
