@@ -36,7 +36,7 @@ from _timing import compare, print_load_at_end, print_machine
 
 from mailfailover import FailoverMailer, Message
 from mailfailover.drivers import B64
-from mailfailover.drivers._http import encode_json
+from mailfailover.drivers._wire import encode_json
 
 TEXT = ("Hello Ann,\n\nYour order A-1017 has shipped and should arrive on Thursday.\n" * 12)[:1000]
 HTML = ("<p>Hello <b>Ann</b>,</p><p>Your order <a href='https://example.com/o/A-1017'>"
@@ -74,7 +74,7 @@ def variants_for(driver_name: str, base_url: str) -> dict[str, Any]:
     message = make_message()
     request = driver.build_request(message)
     url = driver.base_url + request.path
-    headers = {**driver.session.headers, **request.headers}
+    headers = {**driver.transport.session.headers, **request.headers}
     plain = requests.Session()
     tuned = requests.Session()
     tuned.trust_env = False

@@ -8,7 +8,7 @@ two ways: tracemalloc's peak of what Python allocated during the send, and the g
 the process's peak RSS (VmHWM, reset just before the send through /proc/self/clear_refs).
 
   sendgrid (JSON)   the shared HTTP base encodes the body with base64 spliced in as bytes
-                    (drivers/_http.py encode_json)
+                    (drivers/_wire.py encode_json)
   smtp              the smtp driver generates the MIME straight to the socket, dot-stuffed
                     on the fly (drivers/smtp.py), on a pooled connection
 

@@ -3,76 +3,13 @@
 from __future__ import annotations
 
 import base64
-import inspect
 import json
 import time
 
 import pytest
-import requests
 
-from mailfailover import ProviderUnavailable
-from mailfailover.drivers import _http
-from mailfailover.drivers._http import B64, encode_json, parse_retry_after, transport_error
-from mailfailover.testing import connection_refused, connection_reset
-
-CASES = [
-    (requests.ConnectTimeout("connect"), "timeout", False),
-    (requests.ReadTimeout("read"), "timeout", True),
-    (requests.exceptions.SSLError("handshake"), "connection", False),
-    (requests.exceptions.ProxyError("proxy"), "connection", False),
-    (connection_refused(), "connection", False),
-    (connection_reset(), "connection", True),
-    (requests.ConnectionError("unknown"), "connection", True),
-    (requests.exceptions.ChunkedEncodingError("cut"), "connection", True),
-    (requests.exceptions.ContentDecodingError("gzip"), "connection", True),
-    (requests.exceptions.InvalidURL("bad"), "connection", False),
-    (requests.exceptions.InvalidHeader("bad"), "connection", False),
-    (requests.exceptions.MissingSchema("bad"), "connection", False),
-    (requests.exceptions.TooManyRedirects("loop"), "connection", False),
-    (requests.exceptions.UnrewindableBodyError("rewind"), "connection", False),
-    (requests.exceptions.InvalidSchema("ftp"), "connection", False),
-    (requests.exceptions.RetryError("retries"), "connection", False),
-    (requests.exceptions.HTTPError("status"), "connection", False),
-    (requests.exceptions.URLRequired("url"), "connection", False),
-    (requests.exceptions.InvalidJSONError("json"), "connection", False),
-    (requests.exceptions.StreamConsumedError("consumed"), "connection", False),
-]
-
-
-@pytest.mark.parametrize(("exc", "reason", "ambiguous"), CASES)
-def test_transport_errors_map_to_unavailable(
-    exc: requests.RequestException, reason: str, ambiguous: bool
-) -> None:
-    error = transport_error(exc, "d")
-    assert isinstance(error, ProviderUnavailable)
-    assert (error.reason, error.ambiguous, error.driver) == (reason, ambiguous, "d")
-
-
-def test_every_requests_exception_is_mapped() -> None:
-    """Every concrete RequestException class in requests.exceptions has a case above."""
-    covered = {type(exc) for exc, _, _ in CASES}
-    classes = {
-        cls
-        for _, cls in inspect.getmembers(requests.exceptions, inspect.isclass)
-        if issubclass(cls, requests.RequestException)
-        and cls not in (requests.RequestException,)
-        and not issubclass(cls, Warning)
-    }
-    unmapped = {
-        cls
-        for cls in classes
-        if cls not in covered
-        and not any(issubclass(cls, c) for c in covered)
-        # abstract bases, and the response-decoding error requests raises from .json()
-        and cls not in (requests.ConnectionError, requests.Timeout, requests.JSONDecodeError)
-    }
-    assert not unmapped, f"add a case for {sorted(c.__name__ for c in unmapped)}"
-    for cls in classes:  # and whatever it is, it becomes ProviderUnavailable
-        try:
-            exc = cls("x")
-        except TypeError:
-            continue
-        assert isinstance(transport_error(exc, "d"), ProviderUnavailable)
+from mailfailover.drivers import _wire
+from mailfailover.drivers._wire import B64, encode_json, parse_retry_after
 
 
 def test_encode_json_splices_base64_bytes() -> None:
@@ -98,7 +35,7 @@ def test_encode_json_is_not_fooled_by_marker_like_text() -> None:
     ("value", "expected"),
     [
         (None, None), ("", None), ("120", 120.0), (" 5 ", 5.0), ("-3", 0.0),
-        ("999999", _http.MAX_RETRY_AFTER), ("soon", None), ("nan", None),
+        ("999999", _wire.MAX_RETRY_AFTER), ("soon", None), ("nan", None),
     ],
 )  # fmt: skip
 def test_parse_retry_after(value: str | None, expected: float | None) -> None:
@@ -112,3 +49,34 @@ def test_parse_retry_after_http_date() -> None:
     seconds = parse_retry_after(when)
     assert seconds is not None
     assert 55 <= seconds <= 61
+
+
+HTTP_PROVIDERS = ("brevo", "mailgun", "mailjet", "mandrill", "postmark", "resend", "sendgrid",
+                  "sparkpost")  # fmt: skip
+
+
+@pytest.mark.parametrize("name", HTTP_PROVIDERS)
+def test_provider_modules_do_not_import_requests(name: str) -> None:
+    """A provider module is sans-I/O: it imports neither requests nor urllib3, and importing
+    it (with the shared base) loads neither; only building a driver loads the transport."""
+    import ast
+    import importlib.util
+    import subprocess
+    import sys
+
+    spec = importlib.util.find_spec(f"mailfailover.drivers.{name}")
+    assert spec is not None and spec.origin is not None
+    with open(spec.origin, encoding="utf-8") as handle:
+        tree = ast.parse(handle.read())
+    imported = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            imported |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            imported.add(node.module.split(".")[0])
+    assert not imported & {"requests", "urllib3", "httpx"}, imported
+    code = (
+        f"import sys, mailfailover.drivers.{name}\n"
+        "assert 'requests' not in sys.modules and 'urllib3' not in sys.modules, 'loaded'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import importlib
+import re
 import time
 from collections.abc import Iterator, Mapping
 from types import ModuleType, TracebackType
@@ -26,7 +27,15 @@ import attrs
 from .errors import ConfigError, MissingDependency, UnsupportedFeature
 from .message import Message
 
-__all__ = ["Driver", "Receipt", "Setting", "remaining_time", "require"]
+__all__ = [
+    "ACCOUNT_PROBLEM",
+    "Driver",
+    "Receipt",
+    "Setting",
+    "is_account_problem",
+    "remaining_time",
+    "require",
+]
 
 
 class _Required:
@@ -74,10 +83,27 @@ class Setting:
                 raise ConfigError(f"setting {key!r}: may not be negative")
         elif not isinstance(value, self.type):
             raise ConfigError(f"setting {key!r}: {shown} is not a {self.type.__name__}")
+        if self.secret and isinstance(value, str):
+            _check_secret(key, value)
         if self.choices is not None and value not in self.choices:
             allowed = ", ".join(repr(c) for c in self.choices)
             raise ConfigError(f"setting {key!r}: {shown} is not one of {allowed}")
         return value
+
+
+def _check_secret(key: str, value: str) -> None:
+    """Refuse a secret that cannot be what the provider issued, without showing it.
+
+    A key read from a CRLF ``.env`` file ends in ``\\r``; sent in a header it makes the HTTP
+    library raise an error whose text holds the header, key included, on every send.
+    """
+    if value != value.strip():
+        raise ConfigError(
+            f"setting {key!r}: the value starts or ends with whitespace (a line end copied "
+            "from a file?); remove it"
+        )
+    if any(ord(char) < 32 or 127 <= ord(char) < 160 for char in value):
+        raise ConfigError(f"setting {key!r}: the value contains a control character; remove it")
 
 
 _BOOLEANS = {"true": True, "yes": True, "on": True, "1": True,
@@ -123,6 +149,32 @@ def deadline_scope(seconds: float | None) -> Iterator[None]:
         _deadline.reset(token)
 
 
+#: The shared rule for *account problems* (docs/errors.md#account-problems): a provider's
+#: refusal whose reason says that this account, not the message, cannot send it: the
+#: sender or its domain is not verified or not authorised for the account, the account is
+#: suspended, disabled, paused or under review, it has no credits or its plan does not
+#: allow it, or it is a sandbox or trial that may only send to its own addresses. Another
+#: provider may well deliver the message, so every driver reports these as
+#: ``ProviderUnavailable(reason="account")`` (failed over, logged at ERROR), never as
+#: ``MessageRejected``. Drivers apply it to the text of a refusal that would otherwise be
+#: a rejection or an ``auth`` failure, on top of their own codes that say the same.
+ACCOUNT_PROBLEM = re.compile(
+    r"not (?:yet )?(?:been )?verified|unverified|not (?:yet )?validated|validate your sender"
+    r"|verified sender|sender identity|sender signature|business verification"
+    r"|not (?:allowed|authori[sz]ed|permitted) to send|not owned by|may not send"
+    r"|suspended|deactivated|account (?:is )?(?:disabled|paused|blocked|inactive)"
+    r"|(?:sending|domain) (?:is )?(?:disabled|paused)|under (?:review|validation)"
+    r"|credits?\b|billing|payment required|upgrade (?:your|the|to)"
+    r"|sandbox|authori[sz]ed recipients|(?:only|can only) send (?:testing )?e?-?mails? to",
+    re.IGNORECASE,
+)
+
+
+def is_account_problem(reason: str) -> bool:
+    """Whether a provider's refusal ``reason`` is an account problem (:data:`ACCOUNT_PROBLEM`)."""
+    return ACCOUNT_PROBLEM.search(reason) is not None
+
+
 def require(module: str, extra: str, *, driver: str | None = None) -> ModuleType:
     """Import an optional dependency or raise :class:`MissingDependency` naming the extra."""
     try:
@@ -146,6 +198,15 @@ class Driver:
     supports_inline: ClassVar[bool] = True
     supports_metadata: ClassVar[bool] = True
     max_message_bytes: ClassVar[int | None] = None
+    #: Tags the provider takes: a regular expression each tag must match whole, and the
+    #: rule in words for the error (e.g. ``r"[A-Za-z0-9_-]{1,256}"``, "ASCII letters...").
+    tag_pattern: ClassVar[str | None] = None
+    tag_rule: ClassVar[str] = ""
+    #: Header names (lower case) the provider refuses, and refused name prefixes.
+    forbidden_headers: ClassVar[frozenset[str]] = frozenset()
+    forbidden_header_prefixes: ClassVar[tuple[str, ...]] = ()
+    #: How many Reply-To addresses the provider takes (``None``: any number).
+    max_reply_to: ClassVar[int | None] = None
     #: Optional dependencies as ``(module, extra)``: a missing one makes building the
     #: driver raise :class:`MissingDependency` naming ``pip install "mailfailover[extra]"``.
     requires: ClassVar[tuple[tuple[str, str], ...]] = ()
@@ -200,6 +261,23 @@ class Driver:
                 f"{len(message.tags)} tags; the provider takes at most {self.max_tags}",
                 field="tags",
             )
+        if self.tag_pattern is not None:
+            for tag in message.tags:
+                if not re.fullmatch(self.tag_pattern, tag):
+                    self.unsupported(f"tag {tag!r} does not fit the provider's rule: "
+                                     f"{self.tag_rule}", field="tags")  # fmt: skip
+        if self.max_reply_to is not None and len(message.reply_to) > self.max_reply_to:
+            self.unsupported(
+                f"{len(message.reply_to)} Reply-To addresses; the provider takes at most "
+                f"{self.max_reply_to}",
+                field="reply_to",
+            )
+        for header in message.headers:
+            lowered = header.lower()
+            if lowered in self.forbidden_headers or lowered.startswith(
+                self.forbidden_header_prefixes
+            ):
+                self.unsupported(f"the provider refuses the {header!r} header", field="headers")
         if not self.supports_inline and any(a.inline for a in message.attachments):
             self.unsupported("the provider cannot carry inline attachments", field="attachments")
         if not self.supports_metadata and message.metadata:
@@ -212,6 +290,14 @@ class Driver:
                     f"{self.max_message_bytes}",
                     field="attachments",
                 )
+
+    def secret_values(self) -> tuple[str, ...]:
+        """The values of this driver's secret settings, for scrubbing error text."""
+        return tuple(
+            str(self.settings[key])
+            for key, spec in self.settings_spec.items()
+            if spec.secret and self.settings.get(key) not in (None, "")
+        )
 
     def unsupported(self, detail: str, *, field: str | None = None) -> NoReturn:
         """Raise :class:`UnsupportedFeature` for this driver."""

@@ -17,12 +17,11 @@ import uuid
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-import requests
-
 from ..driver import Receipt, Setting
-from ..errors import DeliveryError, MessageRejected, ProviderUnavailable
+from ..errors import DeliveryError, MessageRejected
 from ..message import Attachment, Mailbox, Message
-from ._http import B64, HTTP_SETTINGS, HttpDriver, HttpRequest, parse_retry_after, seconds_until
+from ._http import HTTP_SETTINGS, HttpDriver, Outcome
+from ._wire import B64, HttpRequest, HttpResponse, parse_retry_after, seconds_until
 
 __all__ = ["BrevoDriver", "idempotency_key"]
 
@@ -56,10 +55,14 @@ class BrevoDriver(HttpDriver):
     }
     default_base_url: ClassVar[str] = "https://api.brevo.com"
     supports_inline: ClassVar[bool] = False
+    max_reply_to: ClassVar[int | None] = 1
+    message_id_path: ClassVar[tuple[str, ...]] = ("messageId",)
+    error_codes: ClassVar[Mapping[str | int, Outcome]] = {
+        "not_enough_credits": "account",
+        "account_under_validation": "account",
+    }
 
     def build_request(self, message: Message) -> HttpRequest:
-        if len(message.reply_to) > 1:
-            self.unsupported("Brevo's replyTo takes one address", field="reply_to")
         for name, value in message.headers.items():
             if not value.isascii():
                 # Brevo sends header values as raw 8-bit UTF-8 (and decodes RFC 2047 first).
@@ -106,13 +109,6 @@ class BrevoDriver(HttpDriver):
             )
         return {"name": name, "content": B64(attachment.content)}
 
-    def parse_success(self, response: requests.Response, message: Message) -> Receipt:
-        body = self.json_object(response)
-        message_id = body.get("messageId")
-        if not isinstance(message_id, str) or not message_id:
-            self.bad_response("no messageId in the answer", response)
-        return Receipt(driver=self.name, message_id=message_id, response=body)
-
     def send(self, message: Message) -> Receipt:
         try:
             return super().send(message)
@@ -124,20 +120,15 @@ class BrevoDriver(HttpDriver):
             raise
 
     def classify(
-        self, response: requests.Response, body: Any, detail: str, code: str | int | None
+        self, response: HttpResponse, detail: str, code: str | int | None
     ) -> DeliveryError | None:
-        extra: dict[str, Any] = {
-            "status": response.status_code, "provider_code": code, "response": body,
-        }  # fmt: skip
-        if code in ("not_enough_credits", "account_under_validation"):
-            return ProviderUnavailable(detail, reason="account", **extra)
         if code == "invalid_parameter" and "sender" in detail.lower():
             # The message's sender is a valid address (Message checks), so Brevo refusing
             # it means it is not a validated sender of this account: another may deliver.
-            return ProviderUnavailable(detail, reason="account", **extra)
+            return self.error("account", detail, response, code)
         return None
 
-    def retry_after(self, response: requests.Response) -> float | None:
+    def retry_after(self, response: HttpResponse) -> float | None:
         """``Retry-After``, else ``x-sib-ratelimit-reset``: seconds until the window resets
         (Brevo's "Rate limit headers"); a value that looks like an epoch time is read as one."""
         standard = super().retry_after(response)

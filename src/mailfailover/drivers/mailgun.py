@@ -16,12 +16,11 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 from urllib.parse import quote
 
-import requests
-
 from ..driver import Receipt, Setting
-from ..errors import ConfigError, DeliveryError, ProviderUnavailable
+from ..errors import ConfigError, DeliveryError
 from ..message import Message
-from ._http import HTTP_SETTINGS, MAX_RETRY_AFTER, HttpDriver, HttpRequest, parse_retry_after
+from ._http import HTTP_SETTINGS, HttpDriver
+from ._wire import MAX_RETRY_AFTER, HttpRequest, HttpResponse, parse_retry_after
 
 __all__ = ["MailgunDriver"]
 
@@ -37,11 +36,6 @@ _DURATION = re.compile(
     r"^(\d+(?:\.\d+)?)(?![\d.])\s*(?:(hours?|h|minutes?|mins?|m|seconds?|secs?|s)\b)?(?!\s*[a-z])",
     re.IGNORECASE,
 )
-# Answers that mean this Mailgun account or domain may not send now: another provider can.
-_ACCOUNT_PROBLEMS = (
-    "not allowed to send", "authorized recipients", "sandbox subdomains", "suspended",
-    "disabled", "upgrade", "business verification",
-)  # fmt: skip
 
 
 class MailgunDriver(HttpDriver):
@@ -62,6 +56,9 @@ class MailgunDriver(HttpDriver):
     max_recipients: ClassVar[int | None] = 1000
     max_tags: ClassVar[int | None] = 3
     max_message_bytes: ClassVar[int | None] = 25 * 1024 * 1024
+    tag_pattern: ClassVar[str | None] = rf"[\x00-\x7f]{{1,{MAX_TAG_LENGTH}}}"
+    tag_rule: ClassVar[str] = f"ASCII, at most {MAX_TAG_LENGTH} characters"
+    message_id_path: ClassVar[tuple[str, ...]] = ("id",)
 
     def __init__(self, *, name: str, **settings: Any) -> None:
         super().__init__(name=name, **settings)
@@ -75,12 +72,6 @@ class MailgunDriver(HttpDriver):
         sender = message.sender_mailbox
         if sender.needs_smtputf8:
             self.unsupported("Mailgun cannot send from a non-ASCII local part", field="sender")
-        for tag in message.tags:
-            if not tag.isascii() or len(tag) > MAX_TAG_LENGTH:
-                self.unsupported(
-                    f"Mailgun tags must be ASCII and at most {MAX_TAG_LENGTH} characters",
-                    field="tags",
-                )
         fields: list[tuple[str, str]] = [("from", str(sender.address()))]
         for field in ("to", "cc", "bcc"):
             fields += [(field, str(mailbox.address())) for mailbox in message.mailboxes(field)]
@@ -136,42 +127,29 @@ class MailgunDriver(HttpDriver):
                 field=largest,
             )
 
-    def parse_success(self, response: requests.Response, message: Message) -> Receipt:
+    def parse_success(self, response: HttpResponse, message: Message) -> Receipt:
         if "Mailgun Magnificent API" in response.text:
             self.bad_response(
                 "Mailgun answered with its API index page: the URL is wrong (check the "
                 "domain and base_url settings); nothing was sent",
                 response,
             )
-        body = self.json_object(response)
-        message_id = body.get("id")
-        if not isinstance(message_id, str) or not message_id:
-            self.bad_response("the answer has no message id", response)
-        return Receipt(driver=self.name, message_id=message_id, response=dict(body))
+        return super().parse_success(response, message)
 
     def classify(
-        self, response: requests.Response, body: Any, detail: str, code: str | int | None
+        self, response: HttpResponse, detail: str, code: str | int | None
     ) -> DeliveryError | None:
-        status = response.status_code
-        extra: dict[str, Any] = {
-            "driver": self.name, "status": status, "provider_code": code, "response": body,
-        }  # fmt: skip
-        lowered = detail.lower()
+        status = response.status
         # 429 and the non-standard 420 ("... try again after <date>") are throttling.
         if status in (420, 429) or (status < 500 and _TRY_AGAIN.search(detail)):
-            return self.unavailable(detail, response=response, reason="rate_limited", extra=extra)
-        if status == 404 and "domain not found" in lowered:
+            return self.error("rate_limited", detail, response, code)
+        if status == 404 and "domain not found" in detail.lower():
             region = self.settings["region"]
-            return ProviderUnavailable(
-                f"{detail} (is the domain set up at Mailgun, in the {region!r} region?)",
-                reason="account",
-                **extra,
-            )
-        if status in (400, 402, 403) and any(p in lowered for p in _ACCOUNT_PROBLEMS):
-            return ProviderUnavailable(detail, reason="account", **extra)
-        return None
+            hint = f"{detail} (is the domain set up at Mailgun, in the {region!r} region?)"
+            return self.error("account", hint, response, code)
+        return None  # the defaults, with the shared account rule
 
-    def retry_after(self, response: requests.Response) -> float | None:
+    def retry_after(self, response: HttpResponse) -> float | None:
         """``Retry-After`` if sent, else the wait in Mailgun's "try again after/in ..." text."""
         header = super().retry_after(response)
         return header if header is not None else wait_from_text(response.text)

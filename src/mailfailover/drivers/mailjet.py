@@ -14,12 +14,11 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
-import requests
-
-from ..driver import Receipt, Setting
-from ..errors import DeliveryError, MessageRejected, ProviderUnavailable
+from ..driver import Receipt, Setting, is_account_problem
+from ..errors import DeliveryError
 from ..message import Attachment, Mailbox, Message
-from ._http import B64, HTTP_SETTINGS, HttpDriver, HttpRequest
+from ._http import HTTP_SETTINGS, HttpDriver, Outcome
+from ._wire import B64, HttpRequest, HttpResponse
 
 __all__ = ["MailjetDriver"]
 
@@ -43,6 +42,11 @@ FORBIDDEN_HEADERS = frozenset(
 #: Message-level error codes that mean "this account may not send as this sender": another
 #: provider may well be allowed to, so they fail over (send-0006/0007/0008 come as 403).
 SENDER_NOT_AUTHORIZED = frozenset({"send-0006", "send-0007", "send-0008"})
+ERROR_CODES: Mapping[str | int, Outcome] = {
+    **dict.fromkeys(SENDER_NOT_AUTHORIZED, "account"),
+    "mj-0001": "account",  # 401 "when API key is suspended"
+    "mj-0015": "auth",  # 401 "did not provide valid authorization credentials"
+}
 
 
 class MailjetDriver(HttpDriver):
@@ -66,14 +70,12 @@ class MailjetDriver(HttpDriver):
     max_tags: ClassVar[int | None] = 1
     #: "Remember to keep the size of your attachments small. They should not exceed 15 MB."
     max_message_bytes: ClassVar[int | None] = 15 * 1024 * 1024
+    max_reply_to: ClassVar[int | None] = 1
+    forbidden_headers: ClassVar[frozenset[str]] = FORBIDDEN_HEADERS
+    forbidden_header_prefixes: ClassVar[tuple[str, ...]] = ("x-mj-", "x-mailjet-")
+    error_codes: ClassVar[Mapping[str | int, Outcome]] = ERROR_CODES
 
     def build_request(self, message: Message) -> HttpRequest:
-        if len(message.reply_to) > 1:
-            self.unsupported("Mailjet's ReplyTo takes one address", field="reply_to")
-        for name in message.headers:
-            lowered = name.lower()
-            if lowered in FORBIDDEN_HEADERS or lowered.startswith(("x-mj-", "x-mailjet-")):
-                self.unsupported(f"Mailjet refuses the {name!r} header", field="headers")
         data: dict[str, Any] = {"From": _person(message.sender_mailbox)}
         for field, key in (("to", "To"), ("cc", "Cc"), ("bcc", "Bcc")):
             if getattr(message, field):
@@ -104,13 +106,13 @@ class MailjetDriver(HttpDriver):
         auth = (str(self.settings["api_key"]), str(self.settings["secret_key"]))
         return HttpRequest("/v3.1/send", json=payload, auth=auth)
 
-    def parse_success(self, response: requests.Response, message: Message) -> Receipt:
+    def parse_success(self, response: HttpResponse, message: Message) -> Receipt:
         body = self.json_object(response)
         result = _first_message(body)
         if result is None:
             self.bad_response("no Messages[0] in the answer", response)
         if result.get("Status") != "success":
-            error = self._message_error(result, response, body)
+            error = self._message_error(result, response)
             if error is None:
                 self.bad_response(f"Messages[0].Status is {result.get('Status')!r}", response)
             raise error
@@ -121,24 +123,15 @@ class MailjetDriver(HttpDriver):
         return Receipt(driver=self.name, message_id=message_id, response=body)
 
     def classify(
-        self, response: requests.Response, body: Any, detail: str, code: str | int | None
+        self, response: HttpResponse, detail: str, code: str | int | None
     ) -> DeliveryError | None:
-        if not isinstance(body, Mapping):
-            return None
-        result = _first_message(body)
-        if result is not None:
-            # Validation errors come per message, even on a 400.
-            return self._message_error(result, response, body)
-        status = response.status_code
-        common: dict[str, Any] = {"status": status, "provider_code": code, "response": body}
-        if code == "mj-0001":  # 401 "when API key is suspended"
-            return ProviderUnavailable(detail, reason="account", **common)
-        if code == "mj-0015":  # 401 "did not provide valid authorization credentials"
-            return ProviderUnavailable(detail, reason="auth", **common)
-        return None
+        body = response.json
+        result = _first_message(body) if isinstance(body, Mapping) else None
+        # Validation errors come per message, even on a 400.
+        return None if result is None else self._message_error(result, response)
 
     def _message_error(
-        self, result: Mapping[str, Any], response: requests.Response, body: Any
+        self, result: Mapping[str, Any], response: HttpResponse
     ) -> DeliveryError | None:
         """The error a ``{"Status": "error", "Errors": [...]}`` message entry stands for."""
         errors = result.get("Errors")
@@ -153,21 +146,19 @@ class MailjetDriver(HttpDriver):
         if len(errors) > 1:
             text += f"; and {len(errors) - 1} more error(s)"
         inner = first.get("StatusCode")
-        kwargs: dict[str, Any] = {
-            "driver": self.name, "status": response.status_code,
-            "provider_code": code, "response": body,
-        }  # fmt: skip
-        if code in SENDER_NOT_AUTHORIZED or inner == 403:
-            return ProviderUnavailable(text, reason="account", **kwargs)
-        if code == "mj-0001":
-            return ProviderUnavailable(text, reason="account", **kwargs)
-        if inner == 401 or code == "mj-0015":
-            return ProviderUnavailable(text, reason="auth", **kwargs)
-        if inner == 429:
-            return self.unavailable(text, response=response, reason="rate_limited", extra=kwargs)
-        if isinstance(inner, int) and inner >= 500:
-            return self.unavailable(text, response=response, reason="server_error", extra=kwargs)
-        return MessageRejected(text, **kwargs)
+        outcome = ERROR_CODES.get(code) if isinstance(code, str) else None
+        if outcome is None:
+            outcome = _BY_INNER_STATUS.get(inner) if isinstance(inner, int) else None
+        if outcome is None:
+            server = isinstance(inner, int) and inner >= 500
+            outcome = "server_error" if server else "rejected"
+        if outcome == "rejected" and is_account_problem(text):
+            outcome = "account"
+        return self.error(outcome, text, response, code)
+
+
+#: A message-level ``StatusCode`` without a known ``ErrorCode``, by what it means.
+_BY_INNER_STATUS: Mapping[int, Outcome] = {403: "account", 401: "auth", 429: "rate_limited"}
 
 
 def _person(mailbox: Mailbox) -> dict[str, str]:

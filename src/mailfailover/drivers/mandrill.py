@@ -18,12 +18,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-import requests
-
 from ..driver import Receipt, Setting
-from ..errors import DeliveryError, MessageRejected, ProviderUnavailable
+from ..errors import DeliveryError
 from ..message import Message
-from ._http import B64, HTTP_SETTINGS, HttpDriver, HttpRequest
+from ._http import HTTP_SETTINGS, HttpDriver, Outcome
+from ._wire import B64, HttpRequest, HttpResponse
 
 __all__ = ["MandrillDriver"]
 
@@ -34,11 +33,13 @@ REFUSED = frozenset({"rejected", "invalid"})
 #: the message or its recipients (hard/soft bounce, spam complaint, unsubscribe, the
 #: account's own deny list or rules, an invalid sender) and is a rejection.
 PROVIDER_SIDE_REASONS = frozenset({"unsigned", "test-mode-limit"})
-#: Error names by classification; any other name falls back to the HTTP status.
-REJECTED_NAMES = frozenset({"ValidationError", "Invalid_Reject", "Invalid_Tag_Name"})
-AUTH_NAMES = frozenset({"Invalid_Key"})
-ACCOUNT_NAMES = frozenset({"PaymentRequired", "Unknown_Subaccount", "Unknown_Sender"})
-SERVER_NAMES = frozenset({"GeneralError", "ServiceUnavailable"})
+#: Error ``name`` s by classification; any other name falls back to the HTTP status.
+ERROR_NAMES: Mapping[str | int, Outcome] = {
+    **dict.fromkeys(("ValidationError", "Invalid_Reject", "Invalid_Tag_Name"), "rejected"),
+    "Invalid_Key": "auth",
+    **dict.fromkeys(("PaymentRequired", "Unknown_Subaccount", "Unknown_Sender"), "account"),
+    **dict.fromkeys(("GeneralError", "ServiceUnavailable"), "server_error"),
+}
 MAX_TAG_LENGTH = 50
 
 
@@ -51,15 +52,13 @@ class MandrillDriver(HttpDriver):
     }
     default_base_url: ClassVar[str] = "https://mandrillapp.com"
     max_message_bytes: ClassVar[int | None] = 25 * 1024 * 1024
+    tag_pattern: ClassVar[str | None] = rf"(?!_).{{1,{MAX_TAG_LENGTH}}}"
+    tag_rule: ClassVar[str] = (
+        f"Mandrill tags may not start with '_' and are at most {MAX_TAG_LENGTH} characters"
+    )
+    error_codes: ClassVar[Mapping[str | int, Outcome]] = ERROR_NAMES
 
     def build_request(self, message: Message) -> HttpRequest:
-        for tag in message.tags:
-            if tag.startswith("_") or len(tag) > MAX_TAG_LENGTH:
-                self.unsupported(
-                    f"Mandrill tags may not start with '_' and are at most {MAX_TAG_LENGTH} "
-                    "characters",
-                    field="tags",
-                )
         sender = message.sender_mailbox
         body: dict[str, Any] = {"from_email": sender.ascii_email}
         if sender.name:
@@ -105,8 +104,8 @@ class MandrillDriver(HttpDriver):
             json={"key": str(self.settings["api_key"]), "message": body},
         )
 
-    def parse_success(self, response: requests.Response, message: Message) -> Receipt:
-        results = self.try_json(response)
+    def parse_success(self, response: HttpResponse, message: Message) -> Receipt:
+        results = response.json
         if isinstance(results, Mapping) and results.get("status") == "error":
             raise self.error_for(response)
         if (
@@ -129,7 +128,7 @@ class MandrillDriver(HttpDriver):
         )
 
     def all_refused(
-        self, refused: list[Mapping[str, Any]], response: requests.Response
+        self, refused: list[Mapping[str, Any]], response: HttpResponse
     ) -> DeliveryError:
         """The failure for a 200 in which Mandrill refused every recipient."""
         reasons = [str(r.get("reject_reason") or r["status"]) for r in refused]
@@ -137,30 +136,14 @@ class MandrillDriver(HttpDriver):
             f"{r.get('email', '?')} {r['status']} ({reason})"
             for r, reason in zip(refused, reasons, strict=True)
         )
-        extra: dict[str, Any] = {
-            "driver": self.name, "status": response.status_code,
-            "provider_code": ",".join(sorted(set(reasons))), "response": {"recipients": refused},
-        }  # fmt: skip
-        if PROVIDER_SIDE_REASONS.intersection(reasons):
-            return ProviderUnavailable(detail, reason="account", **extra)
-        return MessageRejected(detail, **extra)
+        outcome: Outcome = "account" if PROVIDER_SIDE_REASONS.intersection(reasons) else "rejected"
+        error = self.error(outcome, detail, response, ",".join(sorted(set(reasons))))
+        error.response = {"recipients": refused}
+        return error
 
-    def classify(
-        self, response: requests.Response, body: Any, detail: str, code: str | int | None
-    ) -> DeliveryError | None:
+    def error_detail(self, response: HttpResponse) -> tuple[str, Any]:
+        """Mandrill's ``message``, and its error ``name`` as the code the table is keyed by."""
+        detail, code = super().error_detail(response)
+        body = response.json
         name = body.get("name") if isinstance(body, Mapping) else None
-        if not isinstance(name, str):
-            return None
-        extra: dict[str, Any] = {
-            "driver": self.name, "status": response.status_code, "provider_code": name,
-            "response": body,
-        }  # fmt: skip
-        if name in REJECTED_NAMES:
-            return MessageRejected(detail, **extra)
-        if name in AUTH_NAMES:
-            return ProviderUnavailable(detail, reason="auth", **extra)
-        if name in ACCOUNT_NAMES:
-            return ProviderUnavailable(detail, reason="account", **extra)
-        if name in SERVER_NAMES:
-            return self.unavailable(detail, response=response, reason="server_error", extra=extra)
-        return self.default_error(response, body, detail, name)
+        return detail, name if isinstance(name, str) else code

@@ -14,12 +14,11 @@ import re
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-import requests
-
 from ..driver import Receipt, Setting
-from ..errors import DeliveryError, MessageRejected, ProviderUnavailable
+from ..errors import DeliveryError
 from ..message import Message
-from ._http import B64, HTTP_SETTINGS, HttpDriver, HttpRequest
+from ._http import HTTP_SETTINGS, HttpDriver, Outcome
+from ._wire import B64, HttpRequest, HttpResponse
 
 __all__ = ["PostmarkDriver"]
 
@@ -31,12 +30,15 @@ MAX_TAG_LENGTH = 1000
 MAX_METADATA_FIELDS, MAX_METADATA_KEY, MAX_METADATA_VALUE = 10, 20, 80
 
 #: Postmark ``ErrorCode`` values, by what they mean for failover.
-AUTH_CODES = frozenset({10})  # bad or missing server token
-# sender signature not found / not confirmed, no credits, account pending, may not send:
-ACCOUNT_CODES = frozenset({400, 401, 405, 412, 413})
-REJECT_CODES = frozenset({300, 402, 403, 406, 409, 411})  # invalid request/JSON, inactive recipient
-SERVER_CODES = frozenset({100})  # maintenance
-RATE_CODES = frozenset({429})
+ERROR_CODES: Mapping[str | int, Outcome] = {
+    10: "auth",  # bad or missing server token
+    # sender signature not found / not confirmed, no credits, account pending, may not send
+    **dict.fromkeys((400, 401, 405, 412, 413), "account"),
+    # invalid request/JSON, inactive recipient
+    **dict.fromkeys((300, 402, 403, 406, 409, 411), "rejected"),
+    100: "server_error",  # maintenance
+    429: "rate_limited",
+}
 _STREAM = re.compile(r"\bmessage ?stream\b", re.IGNORECASE)
 _INACTIVE = re.compile(r"inactive addresses:\s*(.*?)\.\s*Inactive recipients", re.I | re.S)
 
@@ -54,6 +56,9 @@ class PostmarkDriver(HttpDriver):
     max_recipients: ClassVar[int | None] = 50
     max_tags: ClassVar[int | None] = 1
     max_message_bytes: ClassVar[int | None] = 10 * 1024 * 1024
+    tag_pattern: ClassVar[str | None] = rf".{{1,{MAX_TAG_LENGTH}}}"
+    tag_rule: ClassVar[str] = f"Postmark tags are at most {MAX_TAG_LENGTH} characters"
+    error_codes: ClassVar[Mapping[str | int, Outcome]] = ERROR_CODES
 
     def build_request(self, message: Message) -> HttpRequest:
         self._check(message)
@@ -92,8 +97,6 @@ class PostmarkDriver(HttpDriver):
             mailboxes = (message.sender_mailbox,) if field == "sender" else message.mailboxes(field)
             if any(mailbox.needs_smtputf8 for mailbox in mailboxes):
                 self.unsupported("Postmark takes only ASCII local parts", field=field)
-        if any(len(tag) > MAX_TAG_LENGTH for tag in message.tags):
-            self.unsupported(f"Postmark tags are at most {MAX_TAG_LENGTH} characters", field="tags")
         metadata = message.metadata
         if (
             len(metadata) > MAX_METADATA_FIELDS
@@ -108,14 +111,12 @@ class PostmarkDriver(HttpDriver):
                 field="metadata",
             )
 
-    def parse_success(self, response: requests.Response, message: Message) -> Receipt:
+    def parse_success(self, response: HttpResponse, message: Message) -> Receipt:
         body = self.json_object(response)
         error_code = body.get("ErrorCode", 0)
         if error_code not in (0, None):
             raise self.error_for(response)  # a 200 that reports an error is that error
-        message_id = body.get("MessageID")
-        if not isinstance(message_id, str) or not message_id:
-            self.bad_response("the answer has no MessageID", response)
+        message_id = self.required_id(body, ("MessageID",), response)
         refused: tuple[str, ...] = ()
         match = _INACTIVE.search(str(body.get("Message") or ""))
         if match:
@@ -125,25 +126,17 @@ class PostmarkDriver(HttpDriver):
             refused_recipients=refused,
         )  # fmt: skip
 
+    def error_detail(self, response: HttpResponse) -> tuple[str, Any]:
+        detail, _ = super().error_detail(response)
+        body = response.json
+        return detail, body.get("ErrorCode") if isinstance(body, Mapping) else None
+
     def classify(
-        self, response: requests.Response, body: Any, detail: str, code: str | int | None
+        self, response: HttpResponse, detail: str, code: str | int | None
     ) -> DeliveryError | None:
-        error_code = body.get("ErrorCode") if isinstance(body, Mapping) else None
-        extra: dict[str, Any] = {
-            "driver": self.name, "status": response.status_code,
-            "provider_code": error_code, "response": body,
-        }  # fmt: skip
-        if error_code in RATE_CODES or response.status_code == 429:
-            return self.unavailable(detail, response=response, reason="rate_limited", extra=extra)
-        if error_code in AUTH_CODES:
-            return ProviderUnavailable(detail, reason="auth", **extra)
-        if error_code in ACCOUNT_CODES:
-            return ProviderUnavailable(detail, reason="account", **extra)
-        if error_code in SERVER_CODES:
-            return self.unavailable(detail, response=response, reason="server_error", extra=extra)
-        if error_code in REJECT_CODES:
-            return MessageRejected(detail, **extra)
-        if error_code is not None and _STREAM.search(detail):
+        if response.status == 429 or code == 429:
+            return self.error("rate_limited", detail, response, code)
+        if isinstance(code, int) and code not in ERROR_CODES and _STREAM.search(detail):
             # the message_stream setting names no stream of this server: configuration
-            return ProviderUnavailable(detail, reason="account", **extra)
-        return None
+            return self.error("account", detail, response, code)
+        return None  # the table, then the defaults

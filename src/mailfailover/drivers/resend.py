@@ -16,18 +16,17 @@ import re
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-import requests
-
-from ..driver import Receipt, Setting
-from ..errors import DeliveryError, MessageRejected, ProviderUnavailable
+from ..driver import Setting
+from ..errors import DeliveryError
 from ..message import Attachment, Message
-from ._http import B64, HTTP_SETTINGS, MAX_RETRY_AFTER, HttpDriver, HttpRequest
+from ._http import HTTP_SETTINGS, HttpDriver
+from ._wire import B64, MAX_RETRY_AFTER, HttpRequest, HttpResponse
 
 __all__ = ["ResendDriver", "idempotency_key"]
 
 #: "It can only contain ASCII letters (a-z, A-Z), numbers (0-9), underscores (_), or
 #: dashes (-). It can contain no more than 256 characters." (tag name and value)
-TAG_TEXT = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
+TAG_TEXT = re.compile(r"[A-Za-z0-9_-]{1,256}")
 #: "Recipient email address. For multiple addresses, send as an array of strings. Max 50."
 MAX_TO = 50
 #: Error names for a key Resend does not accept at all (as opposed to one without rights).
@@ -54,6 +53,9 @@ class ResendDriver(HttpDriver):
     default_base_url: ClassVar[str] = "https://api.resend.com"
     #: "max 40MB per email, after Base64 encoding of the attachments"
     max_message_bytes: ClassVar[int | None] = 40 * 1024 * 1024
+    tag_pattern: ClassVar[str | None] = TAG_TEXT.pattern
+    tag_rule: ClassVar[str] = "ASCII letters, digits, '_' and '-' (1 to 256 of them)"
+    message_id_path: ClassVar[tuple[str, ...]] = ("id",)
 
     def build_request(self, message: Message) -> HttpRequest:
         if len(message.to) > MAX_TO:
@@ -80,8 +82,6 @@ class ResendDriver(HttpDriver):
         return HttpRequest("/emails", json=data, headers=headers)
 
     def _tags(self, message: Message) -> list[dict[str, str]]:
-        for tag in message.tags:
-            self._check_tag_text(tag, "tags")
         for key, value in message.metadata.items():
             self._check_tag_text(key, "metadata")
             self._check_tag_text(value, "metadata")
@@ -95,53 +95,46 @@ class ResendDriver(HttpDriver):
         return tags + [{"name": key, "value": value} for key, value in message.metadata.items()]
 
     def _check_tag_text(self, text: str, field: str) -> None:
-        if not TAG_TEXT.match(text):
+        if not TAG_TEXT.fullmatch(text):
             self.unsupported(
                 f"Resend tags take only ASCII letters, digits, '_' and '-' (1 to 256 of them); "
                 f"{text!r} is not such a name or value",
                 field=field,
             )
 
-    def parse_success(self, response: requests.Response, message: Message) -> Receipt:
-        body = self.json_object(response)
-        email_id = body.get("id")
-        if not isinstance(email_id, str) or not email_id:
-            self.bad_response("no id in the answer", response)
-        return Receipt(driver=self.name, message_id=email_id, response=body)
-
-    def error_detail(self, body: Any, response: requests.Response) -> tuple[str, Any]:
-        detail, code = super().error_detail(body, response)
+    def error_detail(self, response: HttpResponse) -> tuple[str, Any]:
+        detail, code = super().error_detail(response)
+        body = response.json
         if isinstance(body, Mapping) and isinstance(body.get("name"), str):
             code = body["name"]
         return detail, code
 
     def classify(
-        self, response: requests.Response, body: Any, detail: str, code: str | int | None
+        self, response: HttpResponse, detail: str, code: str | int | None
     ) -> DeliveryError | None:
-        status = response.status_code
-        extra: dict[str, Any] = {"status": status, "provider_code": code, "response": body}
+        status = response.status
         if status == 409:
             if code == "invalid_idempotent_request":
-                # The key (this Message-ID) was already used for a different payload: another
-                # message went out under this id, and a failover would deliver a second one.
-                return MessageRejected(
+                # The key was already used for a different payload: another message went
+                # out under it, and a failover would deliver a second one.
+                return self.error(
+                    "rejected",
                     f"{detail} (this Message-ID was already sent with different content)",
-                    **extra,
+                    response,
+                    code,
                 )
             # concurrent_idempotent_requests: an earlier attempt at this very message is still
             # in progress at Resend. This request did not reach processing, so by the
             # contract (DESIGN.md) it is not ambiguous; the earlier attempt, which timed out,
             # already was.
-            return ProviderUnavailable(
-                detail, reason="server_error", retry_after=self.retry_after(response), **extra
-            )
+            return self.error("server_error", detail, response, code)
         if status == 429 and code in QUOTA_ERRORS:
             wait = self.retry_after(response) or MAX_RETRY_AFTER
-            return ProviderUnavailable(detail, reason="account", retry_after=wait, **extra)
+            return self.error("account", detail, response, code, retry_after=wait)
         if status == 403 and code not in AUTH_ERRORS:
             # e.g. validation_error "You can only send testing emails to your own email
             # address" or an unverified domain: this account cannot send it, another may.
-            return ProviderUnavailable(detail, reason="account", **extra)
+            return self.error("account", detail, response, code)
         return None
 
 

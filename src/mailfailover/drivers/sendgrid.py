@@ -13,20 +13,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-import requests
-
 from ..driver import Receipt, Setting
-from ..errors import DeliveryError, ProviderUnavailable
 from ..message import Mailbox, Message
-from ._http import B64, HTTP_SETTINGS, HttpDriver, HttpRequest, seconds_until
+from ._http import HTTP_SETTINGS, HttpDriver
+from ._wire import B64, HttpRequest, HttpResponse, seconds_until
 
 __all__ = ["SendGridDriver"]
 
 #: Headers SendGrid's reference says a request may not set (the rest are Message fields).
 FORBIDDEN_HEADERS = frozenset({"x-sg-id", "x-sg-eid", "received", "dkim-signature"})
 MAX_CATEGORY_LENGTH = 255
-# Words in a 401/403 that mean the account (not the key) is the problem.
-_ACCOUNT_PROBLEMS = ("credits", "suspended", "billing", "disabled", "sender identity", "verified")
 
 
 class SendGridDriver(HttpDriver):
@@ -46,6 +42,9 @@ class SendGridDriver(HttpDriver):
     max_recipients: ClassVar[int | None] = 1000
     max_tags: ClassVar[int | None] = 10
     max_message_bytes: ClassVar[int | None] = 30 * 1024 * 1024
+    tag_pattern: ClassVar[str | None] = rf".{{1,{MAX_CATEGORY_LENGTH}}}"
+    tag_rule: ClassVar[str] = f"SendGrid categories are at most {MAX_CATEGORY_LENGTH} characters"
+    forbidden_headers: ClassVar[frozenset[str]] = FORBIDDEN_HEADERS
 
     def build_request(self, message: Message) -> HttpRequest:
         self._check(message)
@@ -106,29 +105,23 @@ class SendGridDriver(HttpDriver):
                         field=field,
                     )
                 seen.add(key)
-        for header in message.headers:
-            if header.lower() in FORBIDDEN_HEADERS:
-                self.unsupported(f"SendGrid does not allow the header {header}", field="headers")
-        if any(len(tag) > MAX_CATEGORY_LENGTH for tag in message.tags):
-            self.unsupported(
-                f"SendGrid categories are at most {MAX_CATEGORY_LENGTH} characters", field="tags"
-            )
 
-    def parse_success(self, response: requests.Response, message: Message) -> Receipt:
-        sandbox = self.settings["test_mode"] and response.status_code == 200
-        if response.status_code != 202 and not sandbox:
-            self.bad_response(f"SendGrid accepts with 202, not {response.status_code}", response)
+    def parse_success(self, response: HttpResponse, message: Message) -> Receipt:
+        sandbox = self.settings["test_mode"] and response.status == 200
+        if response.status != 202 and not sandbox:
+            self.bad_response(f"SendGrid accepts with 202, not {response.status}", response)
         if response.content.strip():
             self.bad_response("SendGrid's acceptance has an empty body", response)
         message_id = response.headers.get("X-Message-Id") or None
         return Receipt(
             driver=self.name,
             message_id=message_id,
-            response={"status": response.status_code, "x_message_id": message_id},
+            response={"status": response.status, "x_message_id": message_id},
         )
 
-    def error_detail(self, body: Any, response: requests.Response) -> tuple[str, Any]:
+    def error_detail(self, response: HttpResponse) -> tuple[str, Any]:
         """Every ``errors[]`` entry, with the field it names."""
+        body = response.json
         errors = body.get("errors") if isinstance(body, Mapping) else None
         if isinstance(errors, list) and errors and all(isinstance(e, Mapping) for e in errors):
             texts = []
@@ -139,21 +132,9 @@ class SendGridDriver(HttpDriver):
                     text += f" (field {field})"
                 texts.append(text)
             return "; ".join(texts)[:1000], None
-        return super().error_detail(body, response)
+        return super().error_detail(response)
 
-    def classify(
-        self, response: requests.Response, body: Any, detail: str, code: str | int | None
-    ) -> DeliveryError | None:
-        status = response.status_code
-        lowered = detail.lower()
-        if status in (401, 403) and any(word in lowered for word in _ACCOUNT_PROBLEMS):
-            return ProviderUnavailable(
-                detail, reason="account", driver=self.name, status=status,
-                provider_code=code, response=body,
-            )  # fmt: skip
-        return None
-
-    def retry_after(self, response: requests.Response) -> float | None:
+    def retry_after(self, response: HttpResponse) -> float | None:
         """``Retry-After`` if sent, else ``X-RateLimit-Reset`` (epoch seconds)."""
         header = super().retry_after(response)
         if header is not None:

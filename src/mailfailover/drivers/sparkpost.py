@@ -13,12 +13,11 @@ import json
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-import requests
-
 from ..driver import Receipt, Setting
-from ..errors import DeliveryError, MessageRejected, ProviderUnavailable
+from ..errors import DeliveryError
 from ..message import Attachment, Mailbox, Message
-from ._http import B64, HTTP_SETTINGS, MAX_RETRY_AFTER, HttpDriver, HttpRequest
+from ._http import HTTP_SETTINGS, HttpDriver, Outcome
+from ._wire import B64, MAX_RETRY_AFTER, HttpRequest, HttpResponse
 
 __all__ = ["SparkPostDriver"]
 
@@ -28,7 +27,7 @@ MAX_METADATA_BYTES = 1000
 MAX_HEADER_TO_BYTES = 20 * 1024 * 1024
 #: Error codes that mean the account is not set up to send this (another provider may be):
 #: 7001 "Unconfigured or unverified sending domain."
-ACCOUNT_CODES = frozenset({"7001"})
+ERROR_CODES: Mapping[str | int, Outcome] = {"7001": "account"}
 
 
 class SparkPostDriver(HttpDriver):
@@ -52,6 +51,7 @@ class SparkPostDriver(HttpDriver):
     #: "The transmission content (text + html + attachments + inline images) is limited to
     #: 20 MBs."
     max_message_bytes: ClassVar[int | None] = 20 * 1024 * 1024
+    error_codes: ClassVar[Mapping[str | int, Outcome]] = ERROR_CODES
 
     def build_request(self, message: Message) -> HttpRequest:
         if message.metadata:
@@ -120,49 +120,38 @@ class SparkPostDriver(HttpDriver):
         auth_header = {"Authorization": str(self.settings["api_key"])}
         return HttpRequest("/api/v1/transmissions", json=payload, headers=auth_header)
 
-    def parse_success(self, response: requests.Response, message: Message) -> Receipt:
+    def parse_success(self, response: HttpResponse, message: Message) -> Receipt:
         body = self.json_object(response)
-        results = body.get("results")
-        if not isinstance(results, Mapping):
-            self.bad_response("no results object in the answer", response)
-        transmission_id = results.get("id")
-        accepted = results.get("total_accepted_recipients")
-        if not isinstance(transmission_id, str) or not transmission_id:
-            self.bad_response("no results.id in the answer", response)
+        transmission_id = self.required_id(body, ("results", "id"), response)
+        accepted = body["results"].get("total_accepted_recipients")
         if not isinstance(accepted, int) or isinstance(accepted, bool):
             self.bad_response("no results.total_accepted_recipients in the answer", response)
         if accepted == 0:
-            errors = results.get("rcpt_to_errors")
+            errors = body["results"].get("rcpt_to_errors")
             if isinstance(errors, list) and errors and isinstance(errors[0], Mapping):
                 # "transmission created, but with validation errors": every recipient was
                 # refused as invalid, which another provider would refuse as well.
                 detail, code = _describe(errors[0])
-                raise MessageRejected(
-                    f"no recipient was accepted: {detail}",
-                    driver=self.name, status=response.status_code,
-                    provider_code=code, response=body,
-                )  # fmt: skip
+                raise self.error("rejected", f"no recipient was accepted: {detail}", response,
+                                 code)  # fmt: skip
             self.bad_response("SparkPost accepted none of the recipients", response)
         return Receipt(driver=self.name, message_id=transmission_id, response=body)
 
-    def error_detail(self, body: Any, response: requests.Response) -> tuple[str, Any]:
+    def error_detail(self, response: HttpResponse) -> tuple[str, Any]:
+        body = response.json
         errors = body.get("errors") if isinstance(body, Mapping) else None
         if isinstance(errors, list) and errors and isinstance(errors[0], Mapping):
             return _describe(errors[0])
-        return super().error_detail(body, response)
+        return super().error_detail(response)
 
     def classify(
-        self, response: requests.Response, body: Any, detail: str, code: str | int | None
+        self, response: HttpResponse, detail: str, code: str | int | None
     ) -> DeliveryError | None:
-        status = response.status_code
-        extra: dict[str, Any] = {"status": status, "provider_code": code, "response": body}
-        if status == 420:
+        if response.status == 420:
             # "If a transmission will push you over the sandbox, hourly, daily, or monthly
             # sending limit ... 420": no limit resets sooner than the hour.
             wait = self.retry_after(response) or MAX_RETRY_AFTER
-            return ProviderUnavailable(detail, reason="rate_limited", retry_after=wait, **extra)
-        if str(code) in ACCOUNT_CODES:
-            return ProviderUnavailable(detail, reason="account", **extra)
+            return self.error("rate_limited", detail, response, code, retry_after=wait)
         return None
 
 

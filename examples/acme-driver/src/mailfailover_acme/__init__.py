@@ -15,10 +15,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-import requests
-
 from mailfailover import Message, Receipt, Setting
-from mailfailover.drivers import HTTP_SETTINGS, HttpDriver, HttpRequest
+from mailfailover.drivers import HTTP_SETTINGS, HttpDriver, HttpRequest, HttpResponse
 
 __all__ = ["AcmeDriver"]
 __version__ = "0.1.0"
@@ -70,7 +68,7 @@ class AcmeDriver(HttpDriver):
             },
         )
 
-    def parse_success(self, response: requests.Response, message: Message) -> Receipt:
+    def parse_success(self, response: HttpResponse, message: Message) -> Receipt:
         body = self.json_object(response)  # a 2xx that is not a JSON object is a failure
         message_id = body.get("id")
         if not isinstance(message_id, str) or not message_id:
