@@ -34,7 +34,7 @@ import requests.utils
 import urllib3.exceptions as u3
 
 from .._version import __version__
-from ..errors import ProviderUnavailable
+from ..errors import ProviderUnavailable, Reason
 from ._wire import HttpRequest, HttpResponse, encode_json
 
 __all__ = ["REQUESTS_ERRORS", "URLLIB3_ERRORS", "RequestsTransport", "transport_error"]
@@ -46,7 +46,7 @@ r = requests.exceptions
 #: (reason, ambiguous, decided_by_cause) for every exception class ``requests`` defines.
 #: When ``decided_by_cause`` is true, the urllib3 or socket error it wraps decides (see
 #: :data:`URLLIB3_ERRORS`) and the pair is the fallback for a cause nobody knows.
-REQUESTS_ERRORS: Mapping[type[BaseException], tuple[str, bool, bool]] = {
+REQUESTS_ERRORS: Mapping[type[BaseException], tuple[Reason, bool, bool]] = {
     r.RequestException: ("connection", True, True),  # the base: unknown, may have been sent
     r.ConnectionError: ("connection", True, True),
     r.ConnectTimeout: ("timeout", False, False),
@@ -81,7 +81,7 @@ REQUESTS_ERRORS: Mapping[type[BaseException], tuple[str, bool, bool]] = {
 #: (reason, ambiguous) for every exception class ``urllib3`` defines, as the cause inside a
 #: ``requests`` exception (or raised bare, which requests lets some do). One inside a
 #: ``MaxRetryError`` is judged by the error it wraps.
-URLLIB3_ERRORS: Mapping[type[BaseException], tuple[str, bool]] = {
+URLLIB3_ERRORS: Mapping[type[BaseException], tuple[Reason, bool]] = {
     u3.HTTPError: ("connection", True),  # the base: unknown, may have been sent
     u3.PoolError: ("connection", False),
     u3.ClosedPoolError: ("connection", False),
@@ -118,7 +118,7 @@ URLLIB3_ERRORS: Mapping[type[BaseException], tuple[str, bool]] = {
 }
 
 #: Standard library errors found as causes (requests wraps bare OSErrors).
-_OS_ERRORS: Mapping[type[BaseException], tuple[str, bool]] = {
+_OS_ERRORS: Mapping[type[BaseException], tuple[Reason, bool]] = {
     ConnectionRefusedError: ("connection", False),
     TimeoutError: ("timeout", True),  # also socket.timeout
     OSError: ("connection", True),
@@ -209,7 +209,7 @@ def transport_error(exc: BaseException, driver: str) -> ProviderUnavailable:
     return ProviderUnavailable(_describe(exc), reason=reason, ambiguous=ambiguous, driver=driver)
 
 
-def classify_transport(exc: BaseException) -> tuple[str, bool]:
+def classify_transport(exc: BaseException) -> tuple[Reason, bool]:
     """``(reason, ambiguous)`` for an exception raised by a send."""
     if isinstance(exc, requests.RequestException):
         reason, ambiguous, by_cause = _lookup(REQUESTS_ERRORS, exc)
@@ -222,7 +222,7 @@ def classify_transport(exc: BaseException) -> tuple[str, bool]:
     return _by_cause(exc, ("connection", True))
 
 
-def _by_cause(cause: Any, fallback: tuple[str, bool]) -> tuple[str, bool]:
+def _by_cause(cause: Any, fallback: tuple[Reason, bool]) -> tuple[Reason, bool]:
     if isinstance(cause, u3.MaxRetryError) and cause.reason is not None:
         cause = cause.reason
     if not isinstance(cause, BaseException):
