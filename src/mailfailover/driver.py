@@ -18,7 +18,8 @@ import contextvars
 import importlib
 import re
 import time
-from collections.abc import Iterator, Mapping
+import traceback
+from collections.abc import Iterable, Iterator, Mapping
 from types import ModuleType, TracebackType
 from typing import Any, ClassVar, NoReturn
 
@@ -299,6 +300,15 @@ class Driver:
             if spec.secret and self.settings.get(key) not in (None, "")
         )
 
+    def scrub(self, text: str) -> str:
+        """``text`` with every trace of this driver's secrets replaced by ``***``."""
+        return scrub(text, self.secret_values())
+
+    def shows_secret(self, exc: BaseException) -> bool:
+        """Whether ``exc``'s formatted traceback (its whole chain) shows one of the secrets;
+        such an exception must not be chained as the cause of ours."""
+        return shows_secret(exc, self.secret_values())
+
     def unsupported(self, detail: str, *, field: str | None = None) -> NoReturn:
         """Raise :class:`UnsupportedFeature` for this driver."""
         raise UnsupportedFeature(detail, field=field, driver=self.name)
@@ -323,6 +333,35 @@ class Driver:
             shown.append(f"{key}={'***' if spec.secret else repr(value)}")
         inner = " ".join([f"name={self.name!r}", *shown])
         return f"<{type(self).__name__} {inner}>"
+
+
+def secret_fragments(secret: str) -> set[str]:
+    """What of ``secret`` can show in error text: itself, stripped, escaped as ``repr``
+    shows it (a ``\\r`` in a header value), and each run of printable characters."""
+    fragments = {secret, secret.strip(), repr(secret)[1:-1]}
+    run = ""
+    for char in secret + "\x00":
+        if char.isprintable() and not char.isspace():
+            run += char
+            continue
+        fragments.add(run)
+        run = ""
+    return {fragment for fragment in fragments if len(fragment) >= 6}
+
+
+def scrub(text: str, secrets: Iterable[str]) -> str:
+    """``text`` with every fragment of every secret replaced by ``***``."""
+    fragments = sorted({f for s in secrets for f in secret_fragments(s)}, key=len, reverse=True)
+    for fragment in fragments:
+        text = text.replace(fragment, "***")
+    return text
+
+
+def shows_secret(exc: BaseException, secrets: Iterable[str]) -> bool:
+    """Whether the formatted traceback of ``exc`` (causes and contexts included) shows any
+    fragment of any secret."""
+    text = "".join(traceback.format_exception(exc))
+    return any(f in text for s in secrets for f in secret_fragments(s))
 
 
 def estimated_size(message: Message) -> int:

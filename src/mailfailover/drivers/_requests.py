@@ -24,7 +24,6 @@ from __future__ import annotations
 import email.errors
 import http.client
 import os
-import traceback
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -34,6 +33,7 @@ import requests.utils
 import urllib3.exceptions as u3
 
 from .._version import __version__
+from ..driver import shows_secret
 from ..errors import ProviderUnavailable, Reason
 from ._wire import HttpRequest, HttpResponse, encode_json
 
@@ -187,7 +187,7 @@ class RequestsTransport:
         except CAUGHT as exc:
             failure = exc
         error = transport_error(failure, driver)
-        if error.reason == "bug" or _mentions(failure, secrets):
+        if error.reason == "bug" or shows_secret(failure, secrets):
             raise error from None
         raise error from failure
 
@@ -255,30 +255,6 @@ def _holds_timeout(exc: BaseException) -> bool:
             return True
         pending += [item.__cause__, item.__context__, *item.args]
     return False
-
-
-def _mentions(exc: BaseException, secrets: Iterable[str]) -> bool:
-    """Whether the formatted chain of ``exc`` shows any part of any secret."""
-    text = "".join(traceback.format_exception(exc))
-    for secret in secrets:
-        for needle in _needles(secret):
-            if needle in text:
-                return True
-    return False
-
-
-def _needles(secret: str) -> set[str]:
-    """The secret, stripped, escaped as ``repr`` shows it, and its printable runs."""
-    needles = {secret, secret.strip(), repr(secret)[1:-1]}
-    run = ""
-    for char in secret + "\x00":
-        if char.isprintable() and not char.isspace():
-            run += char
-        else:
-            if len(run) >= 6:
-                needles.add(run)
-            run = ""
-    return {n for n in needles if len(n) >= 6}
 
 
 def _describe(exc: BaseException) -> str:

@@ -22,7 +22,7 @@ import json
 import math
 import re
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from .._version import __version__
@@ -106,15 +106,14 @@ class SESDriver(Driver):
                 "sesv2", endpoint_url=s["endpoint_url"], config=self._client_config
             )
         except self._exceptions.BotoCoreError as exc:  # ProfileNotFound, bad endpoint URL...
-            raise ConfigError(f"cannot set up the SES client: {self._scrub(str(exc))}",
+            raise ConfigError(f"cannot set up the SES client: {self.scrub(str(exc))}",
                               driver=name) from None  # fmt: skip
 
     # -- the send path ---------------------------------------------------------------------
 
     def send(self, message: Message) -> Receipt:
         request = self.build_request(message)
-        with self._errors():
-            answer = self._client_for_deadline().send_email(**request)
+        answer = self._call(request)
         message_id = answer.get("MessageId") if isinstance(answer, Mapping) else None
         if not isinstance(message_id, str) or not message_id:
             raise ProviderUnavailable(
@@ -182,22 +181,30 @@ class SESDriver(Driver):
 
     # -- the one error boundary ------------------------------------------------------------
 
-    @contextlib.contextmanager
-    def _errors(self) -> Iterator[None]:
-        """Translate botocore's exceptions into ours."""
+    def _call(self, request: Mapping[str, Any]) -> Any:
+        """``SendEmail``, with botocore's exceptions translated into ours (the one boundary).
+
+        The translation happens outside the ``except`` block, and the original is chained
+        only when its traceback shows no credential: botocore's errors can quote a signed
+        header (``Credential=<access key id>``) verbatim.
+        """
         exceptions = self._exceptions
+        failure: BaseException
         try:
-            yield
+            return self._client_for_deadline().send_email(**request)
         except exceptions.ClientError as exc:
-            raise self._client_error(exc) from exc
+            failure, error = exc, self._client_error(exc)
         except exceptions.BotoCoreError as exc:
-            raise self._transport_error(exc) from exc
+            failure, error = exc, self._transport_error(exc)
+        if self.shows_secret(failure):
+            raise error from None
+        raise error from failure
 
     def _client_error(self, exc: Any) -> DeliveryError:
         error = exc.response.get("Error", {})
         code = str(error.get("Code") or "")
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-        detail = self._scrub(str(error.get("Message") or code or "SES error"))[:500]
+        detail = self.scrub(str(error.get("Message") or code or "SES error"))[:500]
         kwargs: dict[str, Any] = {
             "driver": self.name, "status": status, "provider_code": code or None,
             "response": {"Code": code, "Message": detail},
@@ -218,7 +225,7 @@ class SESDriver(Driver):
 
     def _transport_error(self, exc: Any) -> ProviderUnavailable:
         e = self._exceptions
-        detail = f"{type(exc).__name__}: {self._scrub(str(exc))}"[:500]
+        detail = f"{type(exc).__name__}: {self.scrub(str(exc))}"[:500]
         if isinstance(exc, e.ConnectTimeoutError):
             return ProviderUnavailable(detail, reason="timeout", driver=self.name)
         if isinstance(exc, e.ReadTimeoutError):
@@ -236,14 +243,6 @@ class SESDriver(Driver):
         if isinstance(exc, credential_errors):
             return ProviderUnavailable(detail, reason="auth", driver=self.name)
         return ProviderUnavailable(detail, reason="bug", driver=self.name)
-
-    def _scrub(self, text: str) -> str:
-        """``text`` without any configured credential (AWS echoes some in signature errors)."""
-        for key in ("access_key_id", "secret_access_key", "session_token"):
-            secret = self.settings.get(key)
-            if secret:
-                text = text.replace(str(secret), "***")
-        return text
 
     def close(self) -> None:
         with self._lock:

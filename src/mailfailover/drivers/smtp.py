@@ -428,7 +428,10 @@ class SMTPDriver(Driver):
             exc.with_driver(self.name)
             raise
         except OSError as exc:  # smtplib.SMTPException, socket and ssl errors all are
-            raise self._transport_error(exc, phase) from exc
+            error = self._transport_error(exc, phase)
+            if self.shows_secret(exc):  # a server may echo what it was sent
+                raise error from None
+            raise error from exc
 
     def _transport_error(self, exc: OSError, phase: _Phase) -> DeliveryError:
         where = f"{self.settings['host']}:{self.settings['port']}"
