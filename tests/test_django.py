@@ -323,6 +323,19 @@ def test_anymail_style_message_with_its_options_unset_is_sent() -> None:
     assert (sent.tags, sent.metadata) == ((), {})
 
 
+def test_text_is_carried_as_unicode_whatever_the_charset_settings() -> None:
+    """DEFAULT_CHARSET and EmailMessage.encoding pick Django's own MIME encoding; mailfailover
+    keeps text as text, and a str attachment becomes UTF-8 bytes."""
+    with override_settings(DEFAULT_CHARSET="iso-8859-1"):
+        email = EmailMessage("Grüße", "Grüße aus Köln", to=["ann@example.com"])
+        email.encoding = "iso-8859-1"
+        email.attach("note.txt", "Grüße", "text/plain")
+        email.send()
+    (sent,) = outbox()
+    assert (sent.subject, sent.text) == ("Grüße", "Grüße aus Köln")
+    assert sent.attachments[0].content == "Grüße".encode()
+
+
 def test_to_message_converts_without_sending() -> None:
     message = to_message(EmailMessage("Hi", "body", None, ["ann@example.com"]))
     assert (message.sender, message.to, message.text) == (
