@@ -46,10 +46,14 @@ class CountingFilter(logging.Filter):
     def __init__(self) -> None:
         super().__init__()
         self.counts: Counter[int] = Counter()
+        self.failovers = 0
 
     def filter(self, record: logging.LogRecord) -> bool:
-        record.getMessage()  # pay what a real handler pays to format it
-        self.counts[record.levelno] += 1
+        text = record.getMessage()  # pay what a real handler pays to format it
+        if text.startswith("failover: "):
+            self.failovers += 1
+        else:
+            self.counts[record.levelno] += 1
         return False
 
 
@@ -149,7 +153,7 @@ def test_flapping_providers_lose_and_double_nothing(
     served = {"a": stats(port_a), "b": stats(port_b)}
 
     delivered: dict[str, Counter[str]] = {"a": Counter(), "b": Counter()}
-    tried = unavailable = failed = 0
+    tried = unavailable = failed = failed_over = 0
     for index, outcome in enumerate(outcomes):
         assert outcome is not None, f"message {index} has no outcome"
         kind, driver, attempts = outcome  # type: ignore[misc]
@@ -161,6 +165,7 @@ def test_flapping_providers_lose_and_double_nothing(
             assert attempts[-1] == (driver, "sent")
             assert all(result in ("unavailable", "skipped") for _, result in attempts[:-1])
             delivered[driver][f"<soak-{index}@example.com>"] += 1
+            failed_over += attempts[0][0] != driver
         else:
             failed += 1
             assert attempts, f"message {index} failed without any attempt"
@@ -174,6 +179,8 @@ def test_flapping_providers_lose_and_double_nothing(
     assert served["a"]["received"] + served["b"]["received"] == tried
     # Every failed attempt was logged, once.
     assert counted_logs.counts[logging.WARNING] == unavailable
+    # And every message delivered by a driver other than the first it tried was logged, once.
+    assert counted_logs.failovers == failed_over
     # The providers really flapped: both delivered, and failovers happened.
     assert delivered["a"] and delivered["b"]
     assert unavailable > 100, "the providers hardly went down"
