@@ -1002,7 +1002,7 @@ def test_health_lists_each_driver_without_settings(make: Any, tmp_path: Path) ->
     assert body["drivers"][0]["failed"] == 2 and body["drivers"][1]["sent"] == 2
     assert set(body["drivers"][0]) == {
         "name", "state", "consecutive_failures", "cooldown_remaining", "sent", "failed",
-        "last_error",
+        "last_error", "last_success", "last_failure",
     }  # fmt: skip
     assert "secret-outbox-path" not in response.get_data(as_text=True)
 

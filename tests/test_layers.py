@@ -139,7 +139,8 @@ def test_testing_imports_without_pytest() -> None:
 
 
 def _flask_rank(module: str) -> int:
-    order = ["_send_request", "_base", "_route_", "_app", "_server", "__init__"]
+    order = ["_send_request", "_base", "_activity", "_metrics", "_page_auth", "_route_", "_app",
+             "_multiprocess", "_server", "__init__"]  # fmt: skip
     return next(i for i, prefix in enumerate(order) if module.startswith(prefix))
 
 

@@ -6,28 +6,14 @@ shows them: never free text from a provider, which may quote an address.
 
 from __future__ import annotations
 
-from .mailer import Attempt
+from .errors import REASONS as UNAVAILABLE_REASONS
+from .results import OUTCOMES, Attempt
 
 __all__ = ["OTHER", "OUTCOMES", "REASONS", "attempt_outcome", "attempt_reason"]
 
-#: An attempt's outcome.
-OUTCOMES = ("sent", "unavailable", "rejected", "skipped")
-#: Why a driver was unavailable (the :class:`~mailfailover.ProviderUnavailable` reasons) or
-#: skipped; ``none`` when it sent or the provider rejected the message.
-REASONS = (
-    "none",
-    "connection",
-    "timeout",
-    "server_error",
-    "rate_limited",
-    "auth",
-    "account",
-    "bad_response",
-    "bug",
-    "cooling_down",
-    "probing",
-    "unsupported",
-)
+#: Why a driver was unavailable (:data:`mailfailover.errors.REASONS`) or skipped; ``none``
+#: when it sent or the provider rejected the message.
+REASONS = ("none", *UNAVAILABLE_REASONS, "cooling_down", "probing", "unsupported")
 OTHER = "other"
 
 _OUTCOMES = frozenset(OUTCOMES)

@@ -15,7 +15,8 @@ from werkzeug.exceptions import HTTPException
 
 from ..config import HttpConfig, load_config
 from ..mailer import FailoverMailer
-from . import _route_health, _route_send
+from . import _route_health, _route_metrics, _route_send, _route_status
+from ._activity import Activity
 from ._base import (
     EXTENSION_KEY,
     AppState,
@@ -25,6 +26,7 @@ from ._base import (
     http_error_response,
     internal_error_response,
 )
+from ._metrics import adapter_metrics
 from ._send_request import ApiError
 
 __all__ = ["ROUTES", "MailFailover", "blueprint", "create_app"]
@@ -33,6 +35,8 @@ __all__ = ["ROUTES", "MailFailover", "blueprint", "create_app"]
 ROUTES: tuple[Callable[[flask.Blueprint], None], ...] = (
     _route_send.register,
     _route_health.register,
+    _route_metrics.register,
+    _route_status.register,
 )
 
 blueprint = flask.Blueprint("mailfailover", "mailfailover.flask")
@@ -57,7 +61,8 @@ def resolve_http(
 
 
 class MailFailover:
-    """Mounts ``POST /send`` and ``GET /health`` in a Flask application.
+    """Mounts ``POST /send``, ``GET /health``, ``GET /metrics`` and the status page ``GET /``
+    in a Flask application.
 
     ``mailer`` is used as given; without it one is built with
     :meth:`FailoverMailer.from_config` from ``config`` (a path, a dict, or ``None`` for the
@@ -94,7 +99,11 @@ class MailFailover:
                 api_token=api_token(http),
                 allowed_senders=SenderAllowList(http.allowed_senders),
                 max_body_bytes=http.max_body_bytes,
+                metrics_token=http.metrics_token,
+                activity=Activity(),
+                metrics=adapter_metrics(mailer),
             )
+            state.activity.follow(mailer)
         except BaseException:
             if self.mailer is None:  # built here: nobody else will close it
                 mailer.close()
@@ -110,7 +119,8 @@ def create_app(
     config: Any = None,
     http: HttpConfig | None = None,
 ) -> flask.Flask:
-    """A Flask application serving ``POST /send`` and ``GET /health``.
+    """A Flask application serving ``POST /send``, ``GET /health``, ``GET /metrics`` and the
+    status page ``GET /``.
 
     ``mailer`` is used as given; without it one is built from ``config`` (a path, a dict,
     or ``None`` for ``$MAILFAILOVER_CONFIG``, ``./config/mail.yml``, the built-in default).

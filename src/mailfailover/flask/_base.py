@@ -40,6 +40,7 @@ __all__ = [
     "SenderAllowList",
     "api_token",
     "authenticate",
+    "bearer_credentials",
     "current_state",
     "error_response",
     "http_error_response",
@@ -47,6 +48,7 @@ __all__ = [
     "json_response",
     "other_method",
     "read_body",
+    "same_token",
     "too_large",
 ]
 
@@ -209,6 +211,13 @@ class AppState:
     api_token: str | None = attrs.field(repr=lambda v: "None" if v is None else "***")
     allowed_senders: SenderAllowList
     max_body_bytes: int
+    metrics_token: str | None = attrs.field(
+        default=None, repr=lambda v: "None" if v is None else "***"
+    )
+    #: The status page's recent attempts (an ``_activity.Activity``).
+    activity: Any = None
+    #: ``_metrics.AdapterMetrics``, or None without prometheus_client.
+    metrics: Any = None
 
 
 def current_state() -> AppState:
@@ -224,13 +233,29 @@ def _digest(value: bytes) -> bytes:
     return hashlib.sha256(value).digest()
 
 
-def authenticate(state: AppState) -> None:
-    if state.api_token is None:
-        return
+def bearer_credentials() -> bytes | None:
+    """The request's ``Authorization: Bearer`` credentials, or None (any other scheme)."""
     header = flask.request.headers.get("Authorization", "")
     scheme, _, credentials = header.strip().partition(" ")
     credentials = credentials.strip()
     if scheme.lower() != "bearer" or not credentials:
+        return None
+    try:
+        return credentials.encode("latin-1")  # WSGI hands header bytes over as latin-1
+    except UnicodeEncodeError:
+        return b""
+
+
+def same_token(given: bytes, token: str) -> bool:
+    """``given`` is ``token``, compared in constant time."""
+    return bool(given) and hmac.compare_digest(_digest(given), _digest(token.encode("utf-8")))
+
+
+def authenticate(state: AppState) -> None:
+    if state.api_token is None:
+        return
+    given = bearer_credentials()
+    if given is None:
         logger.warning("refused %s %s: no bearer token", flask.request.method, flask.request.path)
         raise ApiError(
             401,
@@ -239,13 +264,7 @@ def authenticate(state: AppState) -> None:
             "Authorization",
             headers={"WWW-Authenticate": 'Bearer realm="mailfailover"'},
         )
-    try:
-        given = credentials.encode("latin-1")  # WSGI hands header bytes over as latin-1
-    except UnicodeEncodeError:
-        given = b""
-    if not given or not hmac.compare_digest(
-        _digest(given), _digest(state.api_token.encode("utf-8"))
-    ):
+    if not same_token(given, state.api_token):
         logger.warning("refused %s %s: wrong token", flask.request.method, flask.request.path)
         raise ApiError(
             401,

@@ -1,12 +1,17 @@
-"""``GET /health``: each driver's state, for load balancers and monitoring."""
+"""``GET /health``: each driver's state, for load balancers, monitoring and the status page."""
 
 from __future__ import annotations
+
+import time
 
 import flask
 
 from ._base import METHODS, authenticate, current_state, json_response, other_method
+from ._page_auth import has_page_cookie
 
 __all__ = ["health_view", "register"]
+
+_YES = ("1", "true", "yes")
 
 
 def register(blueprint: flask.Blueprint) -> None:
@@ -17,12 +22,30 @@ def register(blueprint: flask.Blueprint) -> None:
 
 
 def health_view() -> flask.Response:
-    """``GET /health``: each driver's state (names and counters, never settings)."""
+    """``GET /health``: each driver's state (names and counters, never settings).
+
+    Each driver also has ``last_success`` and ``last_failure`` (Unix times, or null) as this
+    process saw them; ``?recent=1`` adds this process's last 100 attempts. The status page's
+    cookie is accepted besides the bearer token.
+    """
     if flask.request.method not in ("GET", "HEAD"):
         return other_method("GET, HEAD, OPTIONS")
     state = current_state()
-    authenticate(state)
+    if not has_page_cookie(state):
+        authenticate(state)
+    activity = state.activity
     drivers = [health.to_dict() for health in state.mailer.health()]
+    for driver in drivers:
+        name = str(driver["name"])
+        driver.setdefault("last_success", activity.last_success(name) if activity else None)
+        driver.setdefault("last_failure", activity.last_failure(name) if activity else None)
     healthy = sum(1 for d in drivers if d["state"] == "healthy")
     status = "ok" if healthy == len(drivers) else ("degraded" if healthy else "down")
-    return json_response(200, {"status": status, "drivers": drivers})
+    payload: dict[str, object] = {
+        "status": status,
+        "drivers": drivers,
+        "time": round(time.time(), 3),
+    }
+    if activity is not None and flask.request.args.get("recent", "").lower() in _YES:
+        payload["recent"] = activity.recent()
+    return json_response(200, payload)

@@ -3,7 +3,9 @@
 The master checks the configuration before anything listens; without an API token it
 refuses any address but loopback. On SIGHUP it re-reads and checks the configuration and,
 when it is valid, gunicorn replaces the workers gracefully (in-flight requests finish on the
-old ones); an invalid one is logged and the running configuration kept.
+old ones); an invalid one is logged and the running configuration kept. prometheus_client
+runs in multiprocess mode (see :mod:`._multiprocess`), so ``GET /metrics`` adds up every
+worker's counts.
 """
 
 from __future__ import annotations
@@ -23,10 +25,14 @@ from ..errors import ConfigError
 from ..mailer import FailoverMailer
 from ._app import create_app
 from ._base import API_TOKEN_ENV, EXTENSION_KEY, SenderAllowList, api_token
+from ._multiprocess import mark_worker_dead, multiprocess_metrics
 
 logger = logging.getLogger("mailfailover.flask")
 
 EXIT_USAGE = 2
+#: gunicorn's access log line without the query string (``/?token=`` must never be logged)
+#: nor the Referer (a page's address could carry one).
+ACCESS_LOG_FORMAT = '%(h)s %(l)s %(u)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(b)s "%(a)s"'
 
 
 def _is_loopback(host: str) -> bool:
@@ -138,19 +144,22 @@ def serve(
         "timeout": 60,
         "keepalive": 5,
         "accesslog": "-",
+        "access_log_format": ACCESS_LOG_FORMAT,
         "errorlog": "-",
         "loglevel": "info",
         "proc_name": "mailfailover",
         "post_fork": _post_fork,
         "worker_exit": _close_worker_mailer,
+        "child_exit": mark_worker_dead,
         "control_socket_disable": True,  # gunicorn >= 24; skipped where unknown
     }
-    server = _gunicorn_server(options, loaded, config, host)
-    try:
-        server.run()
-    except SystemExit as exc:
-        code = exc.code
-        return code if isinstance(code, int) else (0 if code is None else 1)
+    with multiprocess_metrics():
+        server = _gunicorn_server(options, loaded, config, host)
+        try:
+            server.run()
+        except SystemExit as exc:
+            code = exc.code
+            return code if isinstance(code, int) else (0 if code is None else 1)
     return 0
 
 
