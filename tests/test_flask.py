@@ -1312,7 +1312,7 @@ def openapi() -> dict[str, Any]:
 
 def test_openapi_document_validates(openapi: dict[str, Any]) -> None:
     validate_spec(openapi)  # raises on any error
-    assert set(openapi["paths"]) == {"/send", "/health"}
+    assert set(openapi["paths"]) == {"/send", "/health", "/metrics", "/"}
 
 
 def test_openapi_lists_exactly_the_fields_the_adapter_takes(openapi: dict[str, Any]) -> None:
@@ -1333,6 +1333,9 @@ def test_real_responses_match_the_openapi_schemas(make: Any, openapi: dict[str, 
     _conforms(openapi, "SendResult", ok(svc.post("json", FULL)))
     _conforms(openapi, "SendRequest", FULL)
     _conforms(openapi, "Health", svc.client.get("/health").get_json())
+    recent = svc.client.get("/health?recent=1").get_json()
+    assert recent["recent"]  # the send above made attempts
+    _conforms(openapi, "Health", recent)
     _conforms(openapi, "Error", error(svc.post("json", {**GOOD, "to": "x"}), 400, 2))
     _conforms(openapi, "Error", error(svc.client.get("/send"), 405, 10))
     down = make(memory_config("unavailable"))

@@ -62,9 +62,9 @@ def chromium_executable() -> str:
     return path
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(chromium_executable: str) -> Iterator[Any]:
-    """One headless Chromium for the session (Playwright gives it a fresh profile)."""
+    """One headless Chromium per test module (Playwright gives it a fresh profile)."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
