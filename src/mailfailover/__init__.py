@@ -19,10 +19,13 @@ from .errors import (
     InvalidMessage,
     MailError,
     MessageRejected,
+    MessageSuppressed,
     MissingDependency,
     ProviderUnavailable,
     UnsupportedFeature,
+    WebhookError,
 )
+from .events import DeliveryEvent
 from .health import DriverHealth, State
 from .mailer import FailoverMailer
 from .message import Attachment, Mailbox, Message
@@ -37,6 +40,7 @@ __all__ = [
     "Attempt",
     "ConfigError",
     "DeliveryError",
+    "DeliveryEvent",
     "Driver",
     "DriverHealth",
     "FailoverMailer",
@@ -48,6 +52,7 @@ __all__ = [
     "MemoryDriver",
     "Message",
     "MessageRejected",
+    "MessageSuppressed",
     "MissingDependency",
     "ProviderUnavailable",
     "Receipt",
@@ -55,6 +60,7 @@ __all__ = [
     "Setting",
     "State",
     "UnsupportedFeature",
+    "WebhookError",
     "__version__",
     "load_config",
 ]

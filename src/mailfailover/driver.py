@@ -21,12 +21,16 @@ import time
 import traceback
 from collections.abc import Iterable, Iterator, Mapping
 from types import ModuleType, TracebackType
-from typing import Any, ClassVar, NoReturn
+from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
 
 import attrs
 
-from .errors import ConfigError, MissingDependency, UnsupportedFeature
+from .errors import ConfigError, MissingDependency, UnsupportedFeature, WebhookError
 from .message import Message
+
+if TYPE_CHECKING:
+    from .events import DeliveryEvent
+    from .webhooks import ReplayGuard, Webhooks
 
 __all__ = [
     "ACCOUNT_PROBLEM",
@@ -82,10 +86,15 @@ class Setting:
             value = self.type(value)
             if value < 0:
                 raise ConfigError(f"setting {key!r}: may not be negative")
+        elif self.type is list:
+            value = _string_list(key, value, shown)
         elif not isinstance(value, self.type):
             raise ConfigError(f"setting {key!r}: {shown} is not a {self.type.__name__}")
         if self.secret and isinstance(value, str):
             _check_secret(key, value)
+        elif self.secret and isinstance(value, tuple):
+            for item in value:
+                _check_secret(key, item)
         if self.choices is not None and value not in self.choices:
             allowed = ", ".join(repr(c) for c in self.choices)
             raise ConfigError(f"setting {key!r}: {shown} is not one of {allowed}")
@@ -105,6 +114,17 @@ def _check_secret(key: str, value: str) -> None:
         )
     if any(ord(char) < 32 or 127 <= ord(char) < 160 for char in value):
         raise ConfigError(f"setting {key!r}: the value contains a control character; remove it")
+
+
+def _string_list(key: str, value: Any, shown: str) -> tuple[str, ...]:
+    """A ``list`` setting: a list of strings, or one string of whitespace-separated items.
+
+    Several values are how secrets rotate: a webhook signed with any of them is accepted.
+    """
+    items = value.split() if isinstance(value, str) else value
+    if not isinstance(items, (list, tuple)) or not all(isinstance(i, str) for i in items):
+        raise ConfigError(f"setting {key!r}: {shown} is not a string or a list of strings")
+    return tuple(item.strip() for item in items if item.strip())
 
 
 _BOOLEANS = {"true": True, "yes": True, "on": True, "1": True,
@@ -211,14 +231,25 @@ class Driver:
     #: Optional dependencies as ``(module, extra)``: a missing one makes building the
     #: driver raise :class:`MissingDependency` naming ``pip install "mailfailover[extra]"``.
     requires: ClassVar[tuple[tuple[str, str], ...]] = ()
+    #: The provider's tracking webhooks (:mod:`mailfailover.webhooks`); their settings are
+    #: added to ``settings_spec`` by ``__init_subclass__``. ``None``: no webhooks.
+    webhooks: ClassVar[Webhooks | None] = None
 
     name: str
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        spec = cls.__dict__.get("webhooks")
+        if spec is not None:
+            cls.settings_spec = {**cls.settings_spec, **spec.settings}
 
     def __init__(self, *, name: str, **settings: Any) -> None:
         if not isinstance(name, str) or not name.strip():
             raise ConfigError("a driver needs a non-empty name")
         self.name = name
         self.settings: dict[str, Any] = self.validate_settings(settings, driver=name)
+        if self.webhooks is not None and self.webhooks.check is not None:
+            self.webhooks.check(self.settings, name)
 
     @classmethod
     def validate_settings(cls, settings: Mapping[str, Any], *, driver: str) -> dict[str, Any]:
@@ -248,6 +279,36 @@ class Driver:
 
     def close(self) -> None:
         """Release connections; safe to call more than once."""
+
+    def parse_webhook(
+        self,
+        headers: Mapping[str, str] | Iterable[tuple[str, str]],
+        body: bytes,
+        url: str,
+        *,
+        now: float | None = None,
+        replay: ReplayGuard | None = None,
+    ) -> list[DeliveryEvent]:
+        """Verify a request the provider sent to its webhook URL; its events, normalised.
+
+        Raises :class:`~mailfailover.errors.WebhookError`: ``status`` 401 for a missing or
+        bad signature, 400 for a malformed body, 404 when this driver has no webhooks or
+        none are configured. ``now`` (epoch seconds) and ``replay`` (where seen tokens are
+        kept) default to the wall clock and this driver's own memory; the mailer passes its
+        state store's.
+        """
+        spec = self.webhooks
+        if spec is None:
+            raise WebhookError(
+                f"the {type(self).__name__} driver has no webhooks", status=404, driver=self.name
+            )
+        if replay is None:
+            replay = self.__dict__.get("_webhook_replay")
+            if replay is None:
+                from .webhooks import ReplayGuard
+
+                replay = self.__dict__.setdefault("_webhook_replay", ReplayGuard())
+        return spec.parse_request(self.name, self.settings, headers, body, url, now, replay)
 
     def check_limits(self, message: Message) -> None:
         """Raise :class:`UnsupportedFeature` for what this provider cannot carry."""

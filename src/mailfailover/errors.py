@@ -12,7 +12,9 @@ original email service's numbering (1 missing parameter, 2 invalid parameter, 3 
     │   ├── ProviderUnavailable    transient or provider-side → fail over to the next driver
     │   ├── UnsupportedFeature     the driver cannot express the message → skip it, no network
     │   └── MessageRejected        the provider says the message is invalid → no failover
-    └── AllProvidersFailed         every driver was unavailable or skipped; code 5; .attempts
+    │       └── MessageSuppressed  every recipient is on the suppression list; code 12
+    ├── AllProvidersFailed         every driver was unavailable or skipped; code 5; .attempts
+    └── WebhookError               a provider's webhook is refused; .status 401, 400 or 404
 
 Error text never contains secrets, message bodies or attachments: it names the driver, the
 provider's status and the provider's own reason.
@@ -34,10 +36,12 @@ __all__ = [
     "InvalidMessage",
     "MailError",
     "MessageRejected",
+    "MessageSuppressed",
     "MissingDependency",
     "ProviderUnavailable",
     "Reason",
     "UnsupportedFeature",
+    "WebhookError",
 ]
 
 #: Codes of the original service, kept for HTTP clients that switch on them.
@@ -54,6 +58,8 @@ SENDER_NOT_ALLOWED = 8
 TOO_LARGE = 9
 NOT_FOUND = 10
 INTERNAL_ERROR = 11
+#: Every recipient of a message is on the suppression list.
+MESSAGE_SUPPRESSED = 12
 
 #: Why a provider was unavailable: the only values :class:`ProviderUnavailable` accepts.
 #: ``docs/errors.md`` says what each means and when a driver raises it.
@@ -233,3 +239,39 @@ class AllProvidersFailed(MailError):
         )
         head = reason or "no provider was able to send the message"
         super().__init__(f"{head}: {summary}" if summary else head)
+
+
+class MessageSuppressed(MessageRejected):
+    """Every recipient of the message is on the suppression list: no driver was called.
+
+    ``suppressed`` lists the recipients that were removed (all of them).
+    """
+
+    code = MESSAGE_SUPPRESSED
+
+    def __init__(self, suppressed: Sequence[str]) -> None:
+        self.suppressed = tuple(suppressed)
+        super().__init__(
+            f"every recipient is on the suppression list ({', '.join(self.suppressed)})"
+        )
+
+    def _compose(self) -> str:
+        return self.detail
+
+
+class WebhookError(MailError):
+    """A provider's webhook request was refused; ``status`` is the HTTP answer it calls for.
+
+    401: the signature or credentials are missing or wrong, the timestamp is stale, or a
+    token was replayed. 400: the body is not the provider's payload. 404: the driver has
+    no webhooks, or none are configured. The text never holds a secret or the body.
+    """
+
+    _CODES = {401: UNAUTHORIZED, 400: INVALID_PARAMETER, 404: NOT_FOUND}
+
+    def __init__(self, message: str, *, status: int = 400, driver: str | None = None) -> None:
+        if status not in self._CODES:
+            raise ValueError(f"a webhook error's status is 400, 401 or 404, not {status}")
+        self.status = status
+        self.driver = driver
+        super().__init__(f"{driver}: {message}" if driver else message, code=self._CODES[status])

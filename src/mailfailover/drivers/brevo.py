@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 from ..driver import Receipt, Setting
 from ..errors import DeliveryError, MessageRejected
 from ..message import Attachment, Mailbox, Message
+from ..webhooks.brevo import WEBHOOKS
 from ._http import HTTP_SETTINGS, HttpDriver, Outcome
 from ._wire import B64, HttpRequest, HttpResponse, parse_retry_after, seconds_until
 
@@ -47,6 +48,8 @@ def idempotency_key(message: Message) -> str:
 
 class BrevoDriver(HttpDriver):
     """Sends through Brevo's transactional email API."""
+
+    webhooks = WEBHOOKS
 
     settings_spec: ClassVar[Mapping[str, Setting]] = {
         **HTTP_SETTINGS,

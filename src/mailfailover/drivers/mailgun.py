@@ -19,6 +19,7 @@ from urllib.parse import quote
 from ..driver import Receipt, Setting
 from ..errors import ConfigError, DeliveryError
 from ..message import Message
+from ..webhooks.mailgun import WEBHOOKS
 from ._http import HTTP_SETTINGS, HttpDriver
 from ._wire import MAX_RETRY_AFTER, HttpRequest, HttpResponse, parse_retry_after
 
@@ -40,6 +41,8 @@ _DURATION = re.compile(
 
 class MailgunDriver(HttpDriver):
     """Sends through Mailgun; ``domain`` is the sending domain configured at Mailgun."""
+
+    webhooks = WEBHOOKS
 
     settings_spec: ClassVar[Mapping[str, Setting]] = {
         **HTTP_SETTINGS,

@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 from ..driver import Receipt, Setting, is_account_problem
 from ..errors import DeliveryError
 from ..message import Attachment, Mailbox, Message
+from ..webhooks.mailjet import WEBHOOKS
 from ._http import HTTP_SETTINGS, HttpDriver, Outcome
 from ._wire import B64, HttpRequest, HttpResponse
 
@@ -51,6 +52,8 @@ ERROR_CODES: Mapping[str | int, Outcome] = {
 
 class MailjetDriver(HttpDriver):
     """Sends through Mailjet's Send API v3.1."""
+
+    webhooks = WEBHOOKS
 
     settings_spec: ClassVar[Mapping[str, Setting]] = {
         **HTTP_SETTINGS,

@@ -21,6 +21,7 @@ from typing import Any, ClassVar
 from ..driver import Receipt, Setting
 from ..errors import DeliveryError
 from ..message import Message
+from ..webhooks.mandrill import WEBHOOKS
 from ._http import HTTP_SETTINGS, HttpDriver, Outcome
 from ._wire import B64, HttpRequest, HttpResponse
 
@@ -45,6 +46,8 @@ MAX_TAG_LENGTH = 50
 
 class MandrillDriver(HttpDriver):
     """Sends through Mandrill; a Mandrill test key (created in its settings) never delivers."""
+
+    webhooks = WEBHOOKS
 
     settings_spec: ClassVar[Mapping[str, Setting]] = {
         **HTTP_SETTINGS,

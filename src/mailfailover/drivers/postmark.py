@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 from ..driver import Receipt, Setting
 from ..errors import DeliveryError
 from ..message import Message
+from ..webhooks.postmark import WEBHOOKS
 from ._http import HTTP_SETTINGS, HttpDriver, Outcome
 from ._wire import B64, HttpRequest, HttpResponse
 
@@ -45,6 +46,8 @@ _INACTIVE = re.compile(r"inactive addresses:\s*(.*?)\.\s*Inactive recipients", r
 
 class PostmarkDriver(HttpDriver):
     """Sends through a Postmark server; ``test_mode`` sends with the POSTMARK_API_TEST token."""
+
+    webhooks = WEBHOOKS
 
     settings_spec: ClassVar[Mapping[str, Setting]] = {
         **HTTP_SETTINGS,

@@ -19,6 +19,7 @@ from typing import Any, ClassVar
 from ..driver import Setting
 from ..errors import DeliveryError
 from ..message import Attachment, Message
+from ..webhooks.resend import WEBHOOKS
 from ._http import HTTP_SETTINGS, HttpDriver
 from ._wire import B64, MAX_RETRY_AFTER, HttpRequest, HttpResponse
 
@@ -45,6 +46,8 @@ def idempotency_key(message: Message) -> str:
 
 class ResendDriver(HttpDriver):
     """Sends through Resend's email API. Resend has no test mode: see the driver's docs."""
+
+    webhooks = WEBHOOKS
 
     settings_spec: ClassVar[Mapping[str, Setting]] = {
         **HTTP_SETTINGS,

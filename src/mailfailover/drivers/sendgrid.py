@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 
 from ..driver import Receipt, Setting
 from ..message import Mailbox, Message
+from ..webhooks.sendgrid import WEBHOOKS
 from ._http import HTTP_SETTINGS, HttpDriver
 from ._wire import B64, HttpRequest, HttpResponse, seconds_until
 
@@ -27,6 +28,8 @@ MAX_CATEGORY_LENGTH = 255
 
 class SendGridDriver(HttpDriver):
     """Sends through SendGrid; ``region: eu`` selects the EU endpoint for EU subusers."""
+
+    webhooks = WEBHOOKS
 
     settings_spec: ClassVar[Mapping[str, Setting]] = {
         **HTTP_SETTINGS,

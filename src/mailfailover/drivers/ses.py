@@ -29,6 +29,7 @@ from .._version import __version__
 from ..driver import Driver, Receipt, Setting, remaining_time, require
 from ..errors import ConfigError, DeliveryError, MessageRejected, ProviderUnavailable
 from ..message import Message, parse_mailbox
+from ..webhooks.ses import WEBHOOKS
 
 __all__ = ["SESDriver"]
 
@@ -58,6 +59,8 @@ _SERVER = frozenset(
 
 class SESDriver(Driver):
     """Sends through Amazon SES (API v2) with boto3; credentials default to AWS's chain."""
+
+    webhooks = WEBHOOKS
 
     settings_spec: ClassVar[Mapping[str, Setting]] = {
         "region": Setting(help="AWS region of the SES account, e.g. us-east-1"),

@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 from ..driver import Receipt, Setting
 from ..errors import DeliveryError
 from ..message import Attachment, Mailbox, Message
+from ..webhooks.sparkpost import WEBHOOKS
 from ._http import HTTP_SETTINGS, HttpDriver, Outcome
 from ._wire import B64, MAX_RETRY_AFTER, HttpRequest, HttpResponse
 
@@ -32,6 +33,8 @@ ERROR_CODES: Mapping[str | int, Outcome] = {"7001": "account"}
 
 class SparkPostDriver(HttpDriver):
     """Sends through SparkPost's Transmissions API (US or EU)."""
+
+    webhooks = WEBHOOKS
 
     settings_spec: ClassVar[Mapping[str, Setting]] = {
         **HTTP_SETTINGS,
