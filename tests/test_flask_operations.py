@@ -7,7 +7,10 @@ tests/test_serve_metrics.py and tests/browser/.
 from __future__ import annotations
 
 import logging
+import os
 import re
+import types
+from pathlib import Path
 from typing import Any
 
 import flask
@@ -215,3 +218,36 @@ def test_other_methods_on_the_page() -> None:
     client = make_app().test_client()
     assert client.delete("/").status_code == 405
     assert client.options("/").headers["Allow"] == "GET, HEAD, POST, OPTIONS"
+
+
+# -- prometheus_client's multiprocess mode under serve ----------------------------------------
+
+
+def test_serve_makes_and_removes_its_metrics_directory(monkeypatch: pytest.MonkeyPatch) -> None:
+    from mailfailover.flask._multiprocess import multiprocess_metrics
+
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+    with multiprocess_metrics() as directory:
+        assert directory is not None
+        assert os.environ["PROMETHEUS_MULTIPROC_DIR"] == directory
+        (Path(directory) / "counter_123.db").write_bytes(b"x")
+    assert "PROMETHEUS_MULTIPROC_DIR" not in os.environ
+    assert not Path(directory).exists()
+
+
+def test_a_users_metrics_directory_is_left_alone(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from mailfailover.flask._multiprocess import mark_worker_dead, multiprocess_metrics
+
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    live = tmp_path / "gauge_livesum_4242.db"
+    live.write_bytes(b"x")
+    kept = tmp_path / "counter_4242.db"
+    kept.write_bytes(b"x")
+    with multiprocess_metrics() as directory:
+        assert directory == str(tmp_path)
+        mark_worker_dead(None, types.SimpleNamespace(pid=4242))
+    assert os.environ["PROMETHEUS_MULTIPROC_DIR"] == str(tmp_path)
+    assert not live.exists()  # a dead worker's live gauges go
+    assert kept.exists()  # its counts stay: they still add up

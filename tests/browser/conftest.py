@@ -52,7 +52,7 @@ def chromium_executable() -> str:
     if path is None:
         _unavailable(
             "headless Chromium is not installed (apt-get install chromium, or set "
-            "MAILFAILOVER_CHROMIUM): browser tests skipped"
+            "MAILFAILOVER_CHROMIUM) for the browser tests"
         )
     try:
         import playwright.sync_api  # noqa: F401
