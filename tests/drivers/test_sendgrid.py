@@ -11,7 +11,7 @@ import pytest
 import responses
 from http_fakes import ResponsesHarness, b64, payload
 
-from mailfailover import Attachment, MemoryDriver
+from mailfailover import Attachment, MemoryDriver, Message
 from mailfailover.driver import Driver
 from mailfailover.drivers.sendgrid import SendGridDriver
 from mailfailover.errors import (
@@ -203,8 +203,13 @@ class TestPayload(SendGridHarness):
         ],
     )
     def test_what_sendgrid_refuses_is_refused_before_any_request(
-        self, driver: SendGridDriver, overrides: dict[str, Any], field: str
+        self,
+        driver: SendGridDriver,
+        overrides: dict[str, Any],
+        field: str,
+        monkeypatch: pytest.MonkeyPatch,
     ) -> None:
+        monkeypatch.setattr(Message, "max_recipients", 10_000)  # reach SendGrid's own limit
         with pytest.raises(UnsupportedFeature) as caught:
             driver.send(simple_message(**overrides))
         assert caught.value.field == field

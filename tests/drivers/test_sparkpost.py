@@ -14,6 +14,7 @@ import pytest
 import responses
 from http_fakes import b64, sent_json
 
+from mailfailover import Message
 from mailfailover.drivers.sparkpost import SparkPostDriver
 from mailfailover.errors import MessageRejected, ProviderUnavailable, UnsupportedFeature
 from mailfailover.mailer import FailoverMailer
@@ -439,8 +440,11 @@ def test_retry_after_keeps_the_driver_out_for_that_long(mock: responses.Requests
     assert len(backup.outbox) == 2
 
 
-def test_huge_to_lists_are_refused_before_any_request(mock: responses.RequestsMock) -> None:
+def test_huge_to_lists_are_refused_before_any_request(
+    mock: responses.RequestsMock, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """10,000 To addresses would repeat a 300 KB To line per recipient: refused up front."""
+    monkeypatch.setattr(Message, "max_recipients", 10_000)  # past Message's own cap
     message = simple_message(to=[f"user{i}@example.com" for i in range(10_000)])
     with pytest.raises(UnsupportedFeature) as caught:
         make_driver().send(message)
