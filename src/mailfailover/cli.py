@@ -1,4 +1,5 @@
-"""The ``mailfailover`` command: ``send``, ``check``, ``drivers`` and ``serve``.
+"""The ``mailfailover`` command: ``send``, ``check``, ``drivers``, ``serve``, ``worker`` and
+``queue`` (the last two in :mod:`mailfailover._cli_queue`).
 
 Exit codes: 0 sent (or the config is valid), 1 rejected or every provider failed,
 2 usage, invalid message or configuration error.
@@ -16,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import IO, Any
 
+from . import _cli_queue
 from ._version import __version__
 from .config import build_drivers, load_config
 from .errors import (
@@ -84,6 +86,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--workers", type=int, default=2)
     serve.add_argument("--threads", type=int, default=4)
     serve.add_argument("--config", metavar="PATH")
+    _cli_queue.add_commands(commands)
     return parser
 
 
@@ -109,6 +112,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _check(args)
         if args.command == "drivers":
             return _drivers(args)
+        if args.command in _cli_queue.COMMANDS:
+            return _cli_queue.run(args)
         return _serve(args)
     except (ConfigError, InvalidMessage) as exc:
         _fail(args, exc)

@@ -14,6 +14,7 @@ original email service's numbering (1 missing parameter, 2 invalid parameter, 3 
     │   └── MessageRejected        the provider says the message is invalid → no failover
     │       └── MessageSuppressed  every recipient is on the suppression list; code 12
     ├── AllProvidersFailed         every driver was unavailable or skipped; code 5; .attempts
+    ├── QueueUnavailable           the queue's broker did not take a message; code 5
     └── WebhookError               a provider's webhook is refused; .status 401, 400 or 404
 
 Error text never contains secrets, message bodies or attachments: it names the driver, the
@@ -39,6 +40,7 @@ __all__ = [
     "MessageSuppressed",
     "MissingDependency",
     "ProviderUnavailable",
+    "QueueUnavailable",
     "Reason",
     "UnsupportedFeature",
     "WebhookError",
@@ -275,3 +277,9 @@ class WebhookError(MailError):
         self.status = status
         self.driver = driver
         super().__init__(f"{driver}: {message}" if driver else message, code=self._CODES[status])
+
+
+class QueueUnavailable(MailError):
+    """The queue's broker could not be reached to take a message: nothing was enqueued."""
+
+    code = NO_PROVIDER

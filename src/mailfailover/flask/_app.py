@@ -15,7 +15,7 @@ from werkzeug.exceptions import HTTPException
 
 from ..config import HttpConfig, load_config
 from ..mailer import FailoverMailer
-from . import _route_health, _route_metrics, _route_send, _route_status
+from . import _route_health, _route_messages, _route_metrics, _route_send, _route_status
 from ._activity import Activity
 from ._base import (
     EXTENSION_KEY,
@@ -37,6 +37,7 @@ ROUTES: tuple[Callable[[flask.Blueprint], None], ...] = (
     _route_health.register,
     _route_metrics.register,
     _route_status.register,
+    _route_messages.register,
 )
 
 blueprint = flask.Blueprint("mailfailover", "mailfailover.flask")
@@ -102,6 +103,7 @@ class MailFailover:
                 metrics_token=http.metrics_token,
                 activity=Activity(),
                 metrics=adapter_metrics(mailer),
+                outbox=_route_messages.outbox_for(http, mailer, self.config),
             )
             state.activity.follow(mailer)
         except BaseException:

@@ -218,6 +218,8 @@ class AppState:
     activity: Any = None
     #: ``_metrics.AdapterMetrics``, or None without prometheus_client.
     metrics: Any = None
+    #: The :class:`mailfailover.celery.Outbox` when ``http.queue`` is on: /send enqueues.
+    outbox: Any = attrs.field(default=None, repr=False)
 
 
 def current_state() -> AppState:

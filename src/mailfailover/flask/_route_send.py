@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import flask
 
@@ -12,7 +13,9 @@ from ..errors import (
     SENDER_NOT_ALLOWED,
     AllProvidersFailed,
     MessageRejected,
+    QueueUnavailable,
 )
+from ..message import Message
 from ._base import METHODS, authenticate, current_state, json_response, other_method, read_body
 from ._send_request import ApiError, build_message, parse_body
 
@@ -44,6 +47,8 @@ def send_view() -> flask.Response:
             403, SENDER_NOT_ALLOWED, "sender: this address may not be used as the sender",
             "sender",
         )  # fmt: skip
+    if state.outbox is not None:
+        return _enqueue(state.outbox, message)
     try:
         result = state.mailer.send(message)
     except MessageRejected as exc:
@@ -67,3 +72,13 @@ def send_view() -> flask.Response:
         ) from None
     logger.debug("sent %s via %s", message.message_id, result.driver)
     return json_response(200, {"status": "sent", **result.to_dict()})
+
+
+def _enqueue(outbox: Any, message: Message) -> flask.Response:
+    """Queue mode: 202 once the broker has the message, 503 code 5 when it is unreachable."""
+    try:
+        message_id = outbox.enqueue(message)
+    except QueueUnavailable as exc:
+        logger.error("could not enqueue %s: %s", message.message_id, exc.message)
+        raise ApiError(503, NO_PROVIDER, exc.message, None) from None
+    return json_response(202, {"status": "queued", "message_id": message_id})
