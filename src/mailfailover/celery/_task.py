@@ -183,8 +183,8 @@ def install(
         shared=False,
     )
     def deliver_task(self: Any, message: dict[str, Any], enqueued_at: float | None = None) -> str:
-        mailer_, records = runtime.parts()
         try:
+            mailer_, records = runtime.parts()
             outcome = deliver(
                 message,
                 mailer=mailer_,
@@ -197,6 +197,11 @@ def install(
         except StoreError as exc:
             # Nothing was sent: the records could not be read or written. Come back later.
             logger.warning("the state store failed (%s); the message waits", exc)
+            raise self.retry(countdown=runtime.policy.backoff, max_retries=None) from None
+        except Exception:
+            # A bug, or a mailer that could not be built: a failed task would be acknowledged
+            # and its message gone, so it comes back after the backoff instead.
+            logger.exception("a delivery try failed unexpectedly; the message waits")
             raise self.retry(countdown=runtime.policy.backoff, max_retries=None) from None
         if outcome.action == "retry":
             raise self.retry(countdown=outcome.countdown, max_retries=None)
