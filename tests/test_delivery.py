@@ -14,6 +14,7 @@ import pytest
 from mailfailover import FailoverMailer, MemoryDriver, Message, ProviderUnavailable
 from mailfailover.delivery import DeliveryPolicy, DeliveryRecords, Outcome, _settle, deliver
 from mailfailover.driver import Driver, Receipt
+from mailfailover.errors import MessageSuppressed
 from mailfailover.state import MemoryStore, StoreError
 from mailfailover.testing import FakeClock, simple_message
 
@@ -301,3 +302,17 @@ def test_status_of_an_unknown_message_is_none_and_events_come_from_the_hook(mail
     view = records.status(data["message_id"], events=lambda rec: [{"type": "delivered"}])
     assert view is not None
     assert view["events"] == [{"type": "delivered"}]
+
+
+class Suppressing(Driver):
+    """Stands in for the mailer's suppression check: every recipient is suppressed."""
+
+    def send(self, message: Message) -> Receipt:
+        raise MessageSuppressed(list(message.recipients()))
+
+
+def test_every_recipient_suppressed_is_final_as_suppressed(records, clocks):
+    with FailoverMailer([Suppressing(name="s")], clock=clocks.mono) as mailer:
+        data = simple_message().to_dict()
+        assert run(data, mailer, records) == Outcome("done", "suppressed", tried=True)
+        assert run(data, mailer, records).status == "suppressed"

@@ -44,7 +44,13 @@ from typing import Any, Literal
 
 import attrs
 
-from .errors import AllProvidersFailed, InvalidMessage, MessageRejected, ProviderUnavailable
+from .errors import (
+    AllProvidersFailed,
+    InvalidMessage,
+    MessageRejected,
+    MessageSuppressed,
+    ProviderUnavailable,
+)
 from .message import Message
 from .state import StateStore, StoreError, Unchanged
 
@@ -389,7 +395,7 @@ def _try_under_lease(
     try:
         result = mailer.send(message)
     except MessageRejected as exc:
-        status = "suppressed" if type(exc).__name__ == "MessageSuppressed" else "rejected"
+        status = "suppressed" if isinstance(exc, MessageSuppressed) else "rejected"
         _settle(records, message_id, status, tries, store.now(), policy.keep,
                 attempts=exc.attempts, error=str(exc))  # fmt: skip
         return Outcome("done", status, tried=True)
