@@ -91,6 +91,7 @@ class TestPayload(SendGridHarness):
                         {"email": "bcc1@example.com"},
                         {"email": "bcc2@example.com", "name": "Björn"},
                     ],
+                    "custom_args": {"user_id": "42", "order": "A-17"},
                 }
             ],
             "from": {"email": "sender@example.com", "name": "Zoë Sender"},
@@ -120,7 +121,6 @@ class TestPayload(SendGridHarness):
                 },
             ],
             "categories": ["receipts", "billing"],
-            "custom_args": {"user_id": "42", "order": "A-17"},
         }
         # Non-ASCII is sent as UTF-8, not \u escapes.
         assert isinstance(request.body, bytes)

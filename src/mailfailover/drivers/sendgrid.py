@@ -3,9 +3,10 @@
 One personalization carries to/cc/bcc as ``{email, name}`` objects; ``from`` and
 ``reply_to_list`` use the same objects; ``content`` holds text/plain before text/html;
 custom headers and the message's ``Message-ID`` go in ``headers``; tags are ``categories``
-(at most 10), metadata ``custom_args``; attachments are base64 with ``disposition`` and, for
-inline images, ``content_id``. The key is a Bearer token. Success is ``202`` with an empty
-body and the id in the ``X-Message-Id`` response header (``200`` in sandbox mode).
+(at most 10), metadata the personalization's ``custom_args``; attachments are base64 with
+``disposition`` and, for inline images, ``content_id``. The key is a Bearer token. Success
+is ``202`` with an empty body and the id in the ``X-Message-Id`` response header (``200``
+in sandbox mode).
 """
 
 from __future__ import annotations
@@ -51,11 +52,16 @@ class SendGridDriver(HttpDriver):
 
     def build_request(self, message: Message) -> HttpRequest:
         self._check(message)
-        personalization = {
+        personalization: dict[str, Any] = {
             field: [_address(mailbox, quote=True) for mailbox in message.mailboxes(field)]
             for field in ("to", "cc", "bcc")
             if getattr(message, field)
         }
+        if message.metadata:
+            # SendGrid's spec types the top-level custom_args as a string and the
+            # personalization's as an object: the object is the one that validates, and with
+            # one personalization it applies to the whole message just the same.
+            personalization["custom_args"] = dict(message.metadata)
         payload: dict[str, Any] = {
             "personalizations": [personalization],
             "from": _address(message.sender_mailbox),
@@ -82,8 +88,6 @@ class SendGridDriver(HttpDriver):
             ]
         if message.tags:
             payload["categories"] = list(dict.fromkeys(message.tags))
-        if message.metadata:
-            payload["custom_args"] = dict(message.metadata)
         if self.settings["test_mode"]:
             payload["mail_settings"] = {"sandbox_mode": {"enable": True}}
         return HttpRequest(
