@@ -40,6 +40,9 @@ ERROR_NAMES: Mapping[str | int, Outcome] = {
     "Invalid_Key": "auth",
     **dict.fromkeys(("PaymentRequired", "Unknown_Subaccount", "Unknown_Sender"), "account"),
     **dict.fromkeys(("GeneralError", "ServiceUnavailable"), "server_error"),
+    # The spec's RateLimited error: {"code": 429, "name": "RequestLimitExceeded"}, which
+    # (like every Mandrill error) may come with HTTP 500.
+    "RequestLimitExceeded": "rate_limited",
 }
 MAX_TAG_LENGTH = 50
 
