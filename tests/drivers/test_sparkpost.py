@@ -16,7 +16,12 @@ from http_fakes import b64, sent_json
 
 from mailfailover import Message
 from mailfailover.drivers.sparkpost import SparkPostDriver
-from mailfailover.errors import MessageRejected, ProviderUnavailable, UnsupportedFeature
+from mailfailover.errors import (
+    ConfigError,
+    MessageRejected,
+    ProviderUnavailable,
+    UnsupportedFeature,
+)
 from mailfailover.mailer import FailoverMailer
 from mailfailover.testing import (
     PDF_BYTES,
@@ -110,6 +115,7 @@ def test_full_message_maps_every_field(
     assert "Grüße".encode() in request.body
     tags = ["receipts", "billing"]
     assert sent_json(mock) == {
+        "options": {"perform_substitutions": False},
         "recipients": [
             {"address": {"email": email, "header_to": TO_LINE}, "tags": tags}
             for email in (
@@ -148,6 +154,7 @@ def test_simple_message_sends_only_what_it_has(
     message = simple_message()
     driver.send(message)
     assert sent_json(mock) == {
+        "options": {"perform_substitutions": False},
         "recipients": [{"address": {"email": "rcpt@example.com", "header_to": "rcpt@example.com"}}],
         "content": {
             "from": {"email": "sender@example.com", "name": "Sender"},
@@ -199,18 +206,62 @@ def test_url_default_regional_and_base_url(
     assert mock.calls[0].request.headers["Authorization"] == API_KEY
 
 
-def test_sandbox_sets_options_sandbox(mock: responses.RequestsMock) -> None:
+def test_the_old_sandbox_setting_is_a_config_error_naming_test_mode() -> None:
+    """SparkPost's sandbox domain sends only its `my-first-email` template, never the
+    message: the setting is gone and its old name says what replaced it."""
+    with pytest.raises(ConfigError, match=r"'sandbox' was removed.*test_mode"):
+        make_driver(sandbox=True)
+    with pytest.raises(ConfigError, match="'sandbox' was removed"):
+        SparkPostDriver.validate_settings({"api_key": API_KEY, "sandbox": False}, driver="sp")
+
+
+def test_test_mode_sends_every_recipient_to_the_sink(mock: responses.RequestsMock) -> None:
+    """The envelope address gets SparkPost's sink domain; the visible To line does not."""
     mock.post(URL, json=SUCCESS)
-    with make_driver(sandbox=True) as driver:
-        driver.send(simple_message(sender="test@sparkpostbox.com"))
-    assert sent_json(mock)["options"] == {"sandbox": True}
+    with make_driver(test_mode=True) as driver:
+        driver.send(simple_message(to=["Ann <ann@example.com>"], bcc=["b@example.org"]))
+    assert sent_json(mock)["recipients"] == [
+        {"address": {"email": "ann@example.com.sink.sparkpostmail.com",
+                     "header_to": "Ann <ann@example.com>"}},
+        {"address": {"email": "b@example.org.sink.sparkpostmail.com",
+                     "header_to": "Ann <ann@example.com>"}},
+    ]  # fmt: skip
+    assert "sandbox" not in sent_json(mock)["options"]
+
+
+def test_templating_leaves_substitutions_on(mock: responses.RequestsMock) -> None:
+    mock.post(URL, json=SUCCESS)
+    with make_driver(templating=True) as driver:
+        driver.send(simple_message(subject="Hi {{name}}", text="You owe {{amount}}."))
+    sent = sent_json(mock)
+    assert "options" not in sent
+    assert sent["content"]["subject"] == "Hi {{name}}"
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"subject": "Your {{order}}"}, "subject"),
+        ({"headers": {"X-Ref": "a}}b"}}, "headers"),
+        ({"sender": "{{shop}} <shop@example.com>"}, "sender"),
+        ({"to": ["{{name}} <ann@example.com>"]}, "to"),
+    ],
+)
+def test_template_syntax_in_headers_is_refused_without_templating(
+    mock: responses.RequestsMock, driver: SparkPostDriver, changes: dict[str, Any], field: str
+) -> None:
+    """With substitutions off SparkPost still substitutes in headers: refused, not changed."""
+    with pytest.raises(UnsupportedFeature) as caught:
+        driver.send(simple_message(**changes))
+    assert caught.value.field == field
+    assert not mock.calls
 
 
 @pytest.mark.parametrize(
     ("changes", "field"),
     [
         ({"tags": [f"tag{i}" for i in range(11)]}, "tags"),
-        ({"metadata": {"blob": "x" * 1000}}, "metadata"),
+        ({"metadata": {"blob": "x" * (10 * 1024)}}, "metadata"),
     ],
 )
 def test_what_sparkpost_cannot_carry_is_unsupported_before_any_request(

@@ -5,6 +5,13 @@ every recipient, To, Cc and Bcc alike, is an entry of ``recipients`` whose ``hea
 is the visible To line, and the Cc line goes in ``content.headers.Cc`` (SparkPost's
 "Using CC and BCC with the REST API"). Tags are each recipient's ``tags`` (up to 10, shown
 in webhook events); ``campaign_id`` is left to the account's own use.
+
+SparkPost runs its template language over every transmission unless told not to, so a
+``{{amount}}`` in a body would be replaced (by nothing). The driver sends
+``options.perform_substitutions: false`` unless the ``templating`` setting asks for it; as
+SparkPost still substitutes in headers then, a ``{{`` in the subject, a header or a display
+name is refused rather than sent changed. ``test_mode`` sends every recipient to SparkPost's
+sink server (SparkPost's sandbox domain cannot send a message's own content).
 """
 
 from __future__ import annotations
@@ -14,7 +21,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from ..driver import Receipt, Setting
-from ..errors import DeliveryError
+from ..errors import ConfigError, DeliveryError
 from ..message import Attachment, Mailbox, Message
 from ..webhooks.sparkpost import WEBHOOKS
 from ._http import HTTP_SETTINGS, HttpDriver, Outcome
@@ -22,8 +29,11 @@ from ._wire import B64, MAX_RETRY_AFTER, HttpRequest, HttpResponse
 
 __all__ = ["SparkPostDriver"]
 
-#: "A maximum of 1000 bytes of merged metadata (transmission level + recipient level)".
-MAX_METADATA_BYTES = 1000
+#: Transmission metadata: "Maximum length - 10KB" (SparkPost's Transmissions reference).
+MAX_METADATA_BYTES = 10 * 1024
+#: SparkPost's sink server: "append the email addresses you are injecting into our system
+#: with *.sink.sparkpostmail.com"; such mail is processed but never delivered.
+SINK_DOMAIN = ".sink.sparkpostmail.com"
 #: Bound on the To lines repeated in every recipient's header_to (see build_request).
 MAX_HEADER_TO_BYTES = 20 * 1024 * 1024
 #: Error codes that mean the account is not set up to send this (another provider may be):
@@ -40,8 +50,11 @@ class SparkPostDriver(HttpDriver):
         **HTTP_SETTINGS,
         "api_key": Setting(secret=True, help="an API key with Transmissions: Read/Write"),
         "region": Setting("us", choices=("us", "eu"), help="SparkPost (us) or SparkPost EU"),
-        "sandbox": Setting(
-            False, bool, help="options.sandbox: send from the sparkpostbox.com sandbox domain"
+        "test_mode": Setting(
+            False, bool, help="send to SparkPost's sink server: processed, never delivered"
+        ),
+        "templating": Setting(
+            False, bool, help="let SparkPost's template language ({{...}}) run on the content"
         ),
     }
     default_base_url: ClassVar[str] = "https://api.sparkpost.com"
@@ -56,7 +69,21 @@ class SparkPostDriver(HttpDriver):
     max_message_bytes: ClassVar[int | None] = 20 * 1024 * 1024
     error_codes: ClassVar[Mapping[str | int, Outcome]] = ERROR_CODES
 
+    @classmethod
+    def validate_settings(cls, settings: Mapping[str, Any], *, driver: str) -> dict[str, Any]:
+        if "sandbox" in settings:
+            raise ConfigError(
+                "setting 'sandbox' was removed: SparkPost's sandbox domain sends only its "
+                "'my-first-email' template, never your message; use 'test_mode: true' "
+                "(SparkPost's sink server) to send without delivering",
+                driver=driver,
+            )
+        return super().validate_settings(settings, driver=driver)
+
     def build_request(self, message: Message) -> HttpRequest:
+        templating = bool(self.settings["templating"])
+        if not templating:
+            self._check_no_template_syntax(message)
         if message.metadata:
             size = len(json.dumps(message.metadata, ensure_ascii=False).encode("utf-8"))
             if size > MAX_METADATA_BYTES:
@@ -84,9 +111,10 @@ class SparkPostDriver(HttpDriver):
                 if key in seen:  # one envelope recipient per address, as SMTP would do
                     continue
                 seen.add(key)
-                recipient: dict[str, Any] = {
-                    "address": {"email": mailbox.ascii_email, "header_to": to_line}
-                }
+                envelope = mailbox.ascii_email
+                if self.settings["test_mode"]:
+                    envelope += SINK_DOMAIN
+                recipient: dict[str, Any] = {"address": {"email": envelope, "header_to": to_line}}
                 if message.tags:
                     recipient["tags"] = list(message.tags)
                 recipients.append(recipient)
@@ -114,14 +142,31 @@ class SparkPostDriver(HttpDriver):
         if inline_images:
             content["inline_images"] = inline_images
         payload: dict[str, Any] = {}
-        if self.settings["sandbox"]:
-            payload["options"] = {"sandbox": True}
+        if not templating:
+            # "Can only be set to false when using an inline template": always the case here.
+            payload["options"] = {"perform_substitutions": False}
         payload["recipients"] = recipients
         payload["content"] = content
         if message.metadata:
             payload["metadata"] = dict(message.metadata)
         auth_header = {"Authorization": str(self.settings["api_key"])}
         return HttpRequest("/api/v1/transmissions", json=payload, headers=auth_header)
+
+    def _check_no_template_syntax(self, message: Message) -> None:
+        """With substitutions off SparkPost still runs headers through its template engine
+        ("Headers are still passed to the substitution engine"): refuse a ``{{`` there."""
+        fields: list[tuple[str, str]] = [("subject", message.subject)]
+        fields += [("headers", value) for value in message.headers.values()]
+        for field in ("sender", "to", "cc", "reply_to"):
+            mailboxes = (message.sender_mailbox,) if field == "sender" else message.mailboxes(field)
+            fields += [(field, mailbox.name or "") for mailbox in mailboxes]
+        for field, text in fields:
+            if "{{" in text or "}}" in text:
+                self.unsupported(
+                    "SparkPost would run '{{ }}' in a header through its template language; "
+                    "set templating: true if that is meant",
+                    field=field,
+                )
 
     def parse_success(self, response: HttpResponse, message: Message) -> Receipt:
         body = self.json_object(response)
