@@ -131,16 +131,50 @@ def test_full_message_without_inline_image_maps_every_field(
 def test_simple_message_sends_only_what_it_has(
     mock: responses.RequestsMock, driver: BrevoDriver
 ) -> None:
+    """A text-only message also carries its text as htmlContent, which Brevo's spec makes
+    mandatory without a template (and without which Brevo drops the text part)."""
     mock.post(URL, status=201, json=SUCCESS)
-    message = simple_message()
+    message = simple_message(text="Hello <there> & you.\nBye")
     driver.send(message)
     assert sent_json(mock) == {
         "sender": {"email": "sender@example.com", "name": "Sender"},
         "to": [{"email": "rcpt@example.com"}],
         "subject": "Hello",
-        "textContent": "Hello there.",
+        "textContent": "Hello <there> & you.\nBye",
+        "htmlContent": '<pre style="white-space: pre-wrap; font-family: inherit">'
+        "Hello &lt;there&gt; &amp; you.\nBye</pre>",
         "headers": {"idempotencyKey": idempotency_key(message)},
     }
+
+
+def test_html_only_message_sends_no_text(mock: responses.RequestsMock, driver: BrevoDriver) -> None:
+    mock.post(URL, status=201, json=SUCCESS)
+    driver.send(simple_message(text=None, html="<p>Hi</p>"))
+    sent = sent_json(mock)
+    assert sent["htmlContent"] == "<p>Hi</p>"
+    assert "textContent" not in sent
+
+
+@pytest.mark.parametrize("field", ["sender", "to", "cc", "bcc", "reply_to"])
+def test_display_names_over_70_characters_are_refused(
+    mock: responses.RequestsMock, driver: BrevoDriver, field: str
+) -> None:
+    """Brevo: "Maximum allowed characters are 70" for a name; refused, nothing sent."""
+    mailbox = f"{'N' * 71} <someone@example.com>"
+    value: object = mailbox if field == "sender" else [mailbox]
+    with pytest.raises(UnsupportedFeature) as caught:
+        driver.send(simple_message(**{field: value}))
+    assert caught.value.field == field
+    assert not mock.calls
+
+
+def test_a_name_counts_as_sent_rfc2047_encoded(
+    mock: responses.RequestsMock, driver: BrevoDriver
+) -> None:
+    """A non-ASCII name with a special goes as an encoded word: that is what must fit."""
+    with pytest.raises(UnsupportedFeature, match="at most 70"):
+        driver.send(simple_message(to=[f'"{"ü" * 30}, Jr." <a@example.com>']))
+    assert not mock.calls
 
 
 @pytest.mark.parametrize(

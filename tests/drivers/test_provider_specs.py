@@ -27,6 +27,7 @@ import responses
 import spec_loader as specs
 
 from mailfailover.driver import Driver, Receipt
+from mailfailover.drivers.brevo import BrevoDriver
 from mailfailover.drivers.mailgun import MailgunDriver
 from mailfailover.drivers.mailjet import MailjetDriver
 from mailfailover.drivers.mandrill import MandrillDriver
@@ -927,4 +928,136 @@ class TestResendSpec(SpecChecks):
                     "unavailable", reason="rate_limited"),
             Example("500", 500, error(500, "application_error", "Internal server error"),
                     "unavailable", reason="server_error"),
+        ]  # fmt: skip
+
+
+# -- Brevo -----------------------------------------------------------------------------------
+
+BREVO_KEY = "xkeysib-test"
+
+
+class TestBrevoSpec(SpecChecks):
+    provider = "brevo"
+    doc = specs.document("brevo")
+    variants: ClassVar[Mapping[str, tuple[Mapping[str, Any], str]]] = {
+        "default": ({}, specs.servers(doc)[0]),
+        "test_mode": ({"test_mode": True}, specs.servers(doc)[0]),
+    }
+    success_status = 201
+    success_body: ClassVar[Any] = {"messageId": "<201798300811.5787683@relay.domain.com>"}
+
+    def make(self, **settings: Any) -> Driver:
+        return BrevoDriver(name="brevo", api_key=BREVO_KEY, **settings)
+
+    def message(self, kind: str) -> Message:
+        if kind == "full":  # Brevo cannot inline images
+            message = full_message()
+            return message.replace(attachments=[a for a in message.attachments if not a.inline])
+        return super().message(kind)
+
+    def path(self, settings: Mapping[str, Any]) -> str:
+        return "/smtp/email"
+
+    def check_auth(self, request: requests.PreparedRequest, settings: Mapping[str, Any]) -> None:
+        schemes = specs.security_schemes(self.doc, "/smtp/email")
+        api_key = next(s for s in schemes if s["name"] == "api-key")
+        assert (api_key["type"], api_key["in"]) == ("apiKey", "header")
+        assert request.headers["api-key"] == BREVO_KEY
+
+    def body_errors(
+        self, request: requests.PreparedRequest, message: Message, settings: Mapping[str, Any]
+    ) -> list[str]:
+        body = json_body(request)
+        problems = openapi_errors("brevo", "/smtp/email", body)
+        props = specs.request_schema(self.doc, "/smtp/email")["properties"]
+        # Rules the spec states in prose, not in the schema:
+        html_rule = "**Mandatory if 'templateId' is not passed"
+        assert html_rule in props["htmlContent"]["description"]
+        if "templateId" not in body and "htmlContent" not in body:
+            problems.append("htmlContent: mandatory if 'templateId' is not passed")
+        for field in ("sender", "to", "cc", "bcc", "replyTo"):
+            values = body.get(field)
+            for person in values if isinstance(values, list) else [values] if values else []:
+                if len(person.get("name", "")) > 70:
+                    problems.append(f"{field}.name: more than 70 characters")
+        return problems
+
+    def test_text_only_keeps_its_text_part(self) -> None:
+        """A text-only message is sent with its text as textContent, unchanged, plus the
+        htmlContent the spec requires: that text, escaped, in a ``<pre>``-like block (Brevo
+        turns a text-only request into an HTML-only message, dropping the text part)."""
+        driver = self.make()
+        message = simple_message(text="Total: 3 < 5 & done\nbye")
+        request, _ = exchange(driver, message, status=201, body=self.success_body)
+        driver.close()
+        body = json_body(request)
+        assert body["textContent"] == "Total: 3 < 5 & done\nbye"
+        assert "Total: 3 &lt; 5 &amp; done\nbye" in body["htmlContent"]
+
+    def test_display_names_over_70_characters_are_refused(self) -> None:
+        """ "Name of the recipient. **Maximum allowed characters are 70**" (and the sender's):
+        refused before any request, naming the field."""
+        props = specs.request_schema(self.doc, "/smtp/email")["properties"]
+        assert (
+            "Maximum allowed characters are 70"
+            in props["to"]["items"]["properties"]["name"]["description"]
+        )
+        assert (
+            "Maximum allowed characters are 70"
+            in props["sender"]["properties"]["name"]["description"]
+        )
+        driver = self.make()
+        long_name = "N" * 71
+        for field, value in (
+            ("to", [f"{long_name} <ann@example.com>"]),
+            ("sender", f"{long_name} <shop@example.com>"),
+            ("cc", [f"{long_name} <cc@example.com>"]),
+        ):
+            with responses.RequestsMock() as mock:
+                with pytest.raises(UnsupportedFeature) as caught:
+                    driver.send(simple_message(**{field: value}))
+                assert not mock.calls
+            assert caught.value.field == field
+        # exactly 70 is sent
+        _, outcome = exchange(
+            driver, simple_message(to=[f"{'N' * 70} <ann@example.com>"]), status=201,
+            body=self.success_body,
+        )  # fmt: skip
+        driver.close()
+        assert isinstance(outcome, Receipt)
+
+    @classmethod
+    def examples(cls) -> list[Example]:
+        documented = documented_examples("brevo", "/smtp/email")
+        (created,) = documented["201"]
+        (scheduled,) = documented["202"]
+        doc = specs.document("brevo")
+        error_model = doc["components"]["schemas"]["errorModel"]["properties"]
+        # The 400 documents only a schema; its example code and message, and codes of its enum.
+        example_error = {
+            "code": error_model["code"]["example"], "message": error_model["message"]["example"],
+        }  # fmt: skip
+        assert example_error["code"] == "method_not_allowed"
+
+        def error(code: str, text: str) -> Any:
+            assert code in error_model["code"]["enum"]
+            return {"code": code, "message": text}
+
+        return [
+            Example("201", 201, created, "receipt", message_id=created["messageId"]),
+            Example("202", 202, scheduled, "receipt", message_id=scheduled["messageId"]),
+            Example("405-method-not-allowed", 405, example_error, "unavailable",
+                    reason="server_error"),
+            Example("400-invalid-parameter", 400, error("invalid_parameter", "to is not valid"),
+                    "rejected"),
+            Example("400-missing-parameter", 400,
+                    error("missing_parameter", "Either of htmlContent or textContent is required"),
+                    "rejected"),
+            Example("402-credits", 402, error("not_enough_credits", "Not enough credits"),
+                    "unavailable", reason="account"),
+            Example("400-under-validation", 400,
+                    error("account_under_validation", "Your account is under validation"),
+                    "unavailable", reason="account"),
+            Example("401-unauthorized", 401, error("unauthorized", "Key not found"),
+                    "unavailable", reason="auth"),
         ]  # fmt: skip

@@ -1,9 +1,10 @@
 """``brevo``: Brevo (formerly Sendinblue) transactional email, ``POST /v3/smtp/email``.
 
 The key goes in the ``api-key`` header. Brevo cannot carry inline images, takes one
-Reply-To address and attachments whose name ends in one of its allowed extensions (it
-infers the content type from it); anything else is
-:class:`~mailfailover.errors.UnsupportedFeature` before any request. Metadata travels as
+Reply-To address, display names of at most 70 characters and attachments whose name ends in
+one of its allowed extensions (it infers the content type from it); anything else is
+:class:`~mailfailover.errors.UnsupportedFeature` before any request. A text-only message
+also gets its text as ``htmlContent`` (see :func:`_text_as_html`). Metadata travels as
 JSON in the ``X-Mailin-custom`` header, which Brevo returns in its webhooks. Each request
 carries Brevo's ``idempotencyKey`` (a UUID derived from the stable Message-ID), so the same
 message sent again within Brevo's 30 minutes is not delivered twice.
@@ -12,6 +13,7 @@ message sent again within Brevo's 30 minutes is not delivered twice.
 from __future__ import annotations
 
 import email.header
+import html
 import json
 import uuid
 from collections.abc import Mapping
@@ -39,6 +41,8 @@ ALLOWED_EXTENSIONS = frozenset(
 #: Characters after which Brevo drops a non-ASCII display name (django-anymail's finding).
 _NAME_SPECIALS = frozenset('()<>@,;:\\".[]')
 _KEY_NAMESPACE = uuid.UUID("6f1c1a52-3f7e-4d0b-9a53-6d61696c666f")
+#: "Name of the recipient. **Maximum allowed characters are 70**" (and of the sender).
+MAX_NAME_LENGTH = 70
 
 
 def idempotency_key(message: Message) -> str:
@@ -76,17 +80,23 @@ class BrevoDriver(HttpDriver):
         if custom is not None and (not custom.isascii() or "\\u" in custom):
             self.unsupported("Brevo cannot encode non-ASCII metadata", field="metadata")
         attachments = [self._attachment(a) for a in message.attachments]
-        data: dict[str, Any] = {"sender": _person(message.sender_mailbox)}
+        data: dict[str, Any] = {"sender": self._person(message.sender_mailbox, "sender")}
         for field in ("to", "cc", "bcc"):
             if getattr(message, field):
-                data[field] = [_person(mb) for mb in message.mailboxes(field)]
+                data[field] = [self._person(mb, field) for mb in message.mailboxes(field)]
         if message.reply_to:
-            data["replyTo"] = _person(message.mailboxes("reply_to")[0])
+            data["replyTo"] = self._person(message.mailboxes("reply_to")[0], "reply_to")
         data["subject"] = message.subject
         if message.text is not None:
             data["textContent"] = message.text
         if message.html is not None:
             data["htmlContent"] = message.html
+        elif message.text is not None:
+            # Brevo's spec: htmlContent is "Mandatory if 'templateId' is not passed". Brevo
+            # takes textContent alone, but turns it into an HTML-only message and drops the
+            # text part; with both given it sends both as they are. So a text-only message
+            # carries its text unchanged plus that text as HTML (escaped, lines kept).
+            data["htmlContent"] = _text_as_html(message.text)
         headers: dict[str, str] = dict(message.headers)
         if custom is not None:
             headers["X-Mailin-custom"] = custom
@@ -111,6 +121,16 @@ class BrevoDriver(HttpDriver):
                 field="attachments",
             )
         return {"name": name, "content": B64(attachment.content)}
+
+    def _person(self, mailbox: Mailbox, field: str) -> dict[str, str]:
+        person = _person(mailbox)
+        if len(person.get("name", "")) > MAX_NAME_LENGTH:
+            self.unsupported(
+                f"Brevo takes display names of at most {MAX_NAME_LENGTH} characters (as sent); "
+                f"{mailbox.email}'s has {len(person['name'])}",
+                field=field,
+            )
+        return person
 
     def send(self, message: Message) -> Receipt:
         try:
@@ -145,6 +165,11 @@ class BrevoDriver(HttpDriver):
         if number is not None and number > 1_000_000_000:
             return seconds_until(reset)
         return parse_retry_after(reset)
+
+
+def _text_as_html(text: str) -> str:
+    """A plain-text body as HTML showing the same text: escaped, whitespace and lines kept."""
+    return f'<pre style="white-space: pre-wrap; font-family: inherit">{html.escape(text)}</pre>'
 
 
 def _person(mailbox: Mailbox) -> dict[str, str]:
