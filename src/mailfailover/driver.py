@@ -182,7 +182,7 @@ def deadline_scope(seconds: float | None) -> Iterator[None]:
 ACCOUNT_PROBLEM = re.compile(
     r"not (?:yet )?(?:been )?verified|unverified|not (?:yet )?validated|validate your sender"
     r"|verified sender|sender identity|sender signature|business verification"
-    r"|not (?:allowed|authori[sz]ed|permitted) to send|not owned by|may not send"
+    r"|not (?:allowed|authori[sz]ed|permitted) to send|authority to send|not owned by|may not send"
     r"|suspended|deactivated|account (?:is )?(?:disabled|paused|blocked|inactive)"
     r"|(?:sending|domain) (?:is )?(?:disabled|paused)|under (?:review|validation)"
     r"|credits?\b|billing|payment required|upgrade (?:your|the|to)"

@@ -156,14 +156,45 @@ def test_verified_sender_delivers_the_raw_message_moto_stores(driver: SESDriver)
 # -- errors ---------------------------------------------------------------------------------
 
 
-def test_unverified_sender_is_rejected(driver: SESDriver) -> None:
-    """moto answers MessageRejected for a sender that is not a verified identity."""
-    with pytest.raises(MessageRejected) as caught:
+def test_unverified_sender_is_an_account_problem(driver: SESDriver) -> None:
+    """moto answers MessageRejected "Email address not verified" for a sender that is not a
+    verified identity: by the shared account rule that fails over (another provider may
+    have the domain verified), it is not a rejection of the message."""
+    with pytest.raises(ProviderUnavailable) as caught:
         driver.send(simple_message(sender="stranger@example.org"))
     assert caught.value.provider_code == "MessageRejected"
-    assert caught.value.code == 2
+    assert caught.value.reason == "account"
     assert "stranger@example.org" in caught.value.detail
     assert sent_messages() == []
+
+
+@pytest.mark.parametrize(
+    ("code", "message", "reason"),
+    [
+        ("MessageRejected", "Email address is not verified. The following identities failed "
+         "the check in region US-EAST-1: sender@example.com", "account"),
+        ("MessageRejected", "Illegal address", None),
+        ("MessageRejected", "Message length is more than 10485760 bytes long", None),
+        ("MailFromDomainNotVerifiedException", "nope", "account"),
+        ("BadRequestException", "Account is in sandbox mode", "account"),
+    ],
+)  # fmt: skip
+def test_message_rejected_follows_the_shared_account_rule(
+    aws_env: None, code: str, message: str, reason: str | None
+) -> None:
+    """MessageRejected is a rejection unless its reason is an account problem."""
+    driver = SESDriver(name="ses", region=REGION)
+    with Stubber(driver.client) as stub:
+        stub.add_client_error(
+            "send_email", service_error_code=code, service_message=message, http_status_code=400
+        )
+        with pytest.raises((ProviderUnavailable, MessageRejected)) as caught:
+            driver.send(simple_message())
+    if reason is None:
+        assert type(caught.value) is MessageRejected
+    else:
+        assert isinstance(caught.value, ProviderUnavailable)
+        assert caught.value.reason == reason
 
 
 @pytest.mark.parametrize(
@@ -181,7 +212,7 @@ def test_unverified_sender_is_rejected(driver: SESDriver) -> None:
         ("InternalFailure", 500, ProviderUnavailable, "server_error"),
         ("ServiceUnavailable", 503, ProviderUnavailable, "server_error"),
         ("MessageRejected", 400, MessageRejected, None),
-        ("MailFromDomainNotVerifiedException", 400, MessageRejected, None),
+        ("MailFromDomainNotVerifiedException", 400, ProviderUnavailable, "account"),
         ("BadRequestException", 400, MessageRejected, None),
     ],
 )

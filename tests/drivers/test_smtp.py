@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from mailfailover import FailoverMailer
 from mailfailover.driver import Driver, Receipt
 from mailfailover.drivers.smtp import SMTPDriver
 from mailfailover.errors import (
@@ -29,6 +30,7 @@ from mailfailover.testing import (
     PDF_BYTES,
     PNG_BYTES,
     DriverContractTests,
+    MemoryDriver,
     full_message,
     simple_message,
 )
@@ -400,13 +402,50 @@ def test_every_recipient_refused_temporarily_is_unavailable(
     assert caught.value.ambiguous is False
 
 
-def test_bad_sender_is_rejected(smtp_server: LoopbackController, driver: SMTPDriver) -> None:
-    """5xx on MAIL FROM (sender not allowed) is a rejection, with the server's code and text."""
-    recorder(smtp_server).mail_reply = "553 5.7.1 sender not owned by user"
-    with pytest.raises(MessageRejected) as caught:
+@pytest.mark.parametrize(
+    ("reply", "reason"),
+    [
+        # Postfix reject_sender_login_mismatch: this login may not send as this sender
+        ("553 5.7.1 <sender@example.com>: Sender address rejected: not owned by user mailer",
+         "account"),
+        ("550 5.7.1 Client host rejected: sending domain not verified", "account"),
+        ("554 5.7.1 Sender address rejected: Access denied", "account"),
+        ("550 Sender not allowed to send from this account", "account"),  # no enhanced code
+        # the address itself: no provider would take it
+        ("550 5.1.8 <sender@example.com>: Sender address rejected: Domain not found", None),
+        ("553 5.1.7 The sender address is malformed", None),
+        ("552 5.3.4 Message size exceeds fixed limit", None),
+        ("550 Sender address rejected", None),
+    ],
+)  # fmt: skip
+def test_refused_sender_follows_the_shared_account_rule(
+    smtp_server: LoopbackController, driver: SMTPDriver, reply: str, reason: str | None
+) -> None:
+    """5xx on MAIL FROM: 5.7.x (policy: this account may not send as this sender) fails over
+    as an account problem; 5.1.x/5.3.x (the address, the size) is a rejection."""
+    recorder(smtp_server).mail_reply = reply
+    with pytest.raises((ProviderUnavailable, MessageRejected)) as caught:
         driver.send(simple_message())
-    assert caught.value.status == 553
-    assert "sender not owned" in caught.value.detail
+    assert caught.value.status == int(reply[:3])
+    assert reply[4:] in caught.value.detail
+    assert caught.value.detail.startswith("MAIL FROM: ")
+    if reason is None:
+        assert type(caught.value) is MessageRejected
+    else:
+        assert isinstance(caught.value, ProviderUnavailable)
+        assert caught.value.reason == reason
+        assert caught.value.ambiguous is False
+    assert recorder(smtp_server).messages == []
+
+
+def test_refused_sender_fails_over_end_to_end(smtp_server: LoopbackController) -> None:
+    """Through the mailer: an SMTP relay refusing the sender hands the message on."""
+    recorder(smtp_server).mail_reply = "553 5.7.1 Sender address rejected: not owned by user"
+    backup = MemoryDriver(name="backup")
+    with FailoverMailer([plain_driver(smtp_server), backup]) as mailer:
+        result = mailer.send(simple_message())
+    assert result.driver == "backup"
+    assert [a.outcome for a in result.attempts] == ["unavailable", "sent"]
 
 
 def test_auth_required_on_mail_from_is_unavailable(
@@ -491,6 +530,12 @@ def test_connection_dropped_after_data_is_ambiguous(
     assert caught.value.reason == "connection"
     assert caught.value.ambiguous is True
     assert recorder(smtp_server).dropped == 1
+    # the phase in plain words (it used to read "closed the connection during sent")
+    assert "during sent" not in caught.value.detail
+    assert caught.value.detail.endswith(
+        "closed the connection after the whole message was sent, waiting for the server's "
+        "final reply"
+    )
 
 
 def test_timeout_after_data_is_ambiguous(smtp_server: LoopbackController) -> None:

@@ -26,7 +26,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from .._version import __version__
-from ..driver import Driver, Receipt, Setting, remaining_time, require
+from ..driver import Driver, Receipt, Setting, is_account_problem, remaining_time, require
 from ..errors import ConfigError, DeliveryError, MessageRejected, ProviderUnavailable
 from ..message import Message, parse_mailbox
 from ..webhooks.ses import WEBHOOKS
@@ -37,15 +37,18 @@ __all__ = ["SESDriver"]
 _TAG = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
 METADATA_HEADER = "X-Metadata"
 
-# The message itself is at fault: no other provider is tried.
-_REJECTED = frozenset(
-    {"MessageRejected", "MailFromDomainNotVerifiedException", "BadRequestException"}
-)
+# The message itself is at fault: no other provider is tried, unless the reason is an
+# account problem by the shared rule (MessageRejected "Email address is not verified").
+_REJECTED = frozenset({"MessageRejected", "BadRequestException"})
 _RATE_LIMITED = frozenset({
     "TooManyRequestsException", "LimitExceededException", "Throttling", "ThrottlingException",
     "RequestThrottled", "RequestLimitExceeded", "SlowDown",
 })  # fmt: skip
-_ACCOUNT = frozenset({"SendingPausedException", "AccountSuspendedException", "NotFoundException"})
+# This account cannot send it; another provider may (docs/errors.md#account-problems).
+_ACCOUNT = frozenset({
+    "SendingPausedException", "AccountSuspendedException", "NotFoundException",
+    "MailFromDomainNotVerifiedException",
+})  # fmt: skip
 _AUTH = frozenset({
     "UnrecognizedClientException", "InvalidClientTokenId", "SignatureDoesNotMatch",
     "IncompleteSignature", "InvalidSignatureException", "MissingAuthenticationToken",
@@ -213,6 +216,8 @@ class SESDriver(Driver):
             "response": {"Code": code, "Message": detail},
         }  # fmt: skip
         if code in _REJECTED:
+            if is_account_problem(detail):  # an unverified sender or a sandbox account
+                return ProviderUnavailable(detail, reason="account", **kwargs)
             return MessageRejected(detail, **kwargs)
         if code in _RATE_LIMITED or status == 429:
             return ProviderUnavailable(detail, reason="rate_limited", **kwargs)
@@ -223,6 +228,8 @@ class SESDriver(Driver):
         if code in _SERVER or (isinstance(status, int) and status >= 500):
             return ProviderUnavailable(detail, reason="server_error", **kwargs)
         if isinstance(status, int) and 400 <= status < 500:
+            if is_account_problem(detail):
+                return ProviderUnavailable(detail, reason="account", **kwargs)
             return MessageRejected(detail, **kwargs)  # an unlisted 4xx about the request
         return ProviderUnavailable(detail, reason="bad_response", **kwargs)
 

@@ -35,7 +35,7 @@ import threading
 from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
 
-from ..driver import Driver, Receipt, Setting, remaining_time
+from ..driver import Driver, Receipt, Setting, is_account_problem, remaining_time
 from ..errors import (
     ConfigError,
     DeliveryError,
@@ -82,8 +82,19 @@ class _Phase:
     CONTENT = "content"  # writing the message; the end-of-data mark is not out yet
     SENT = "sent"  # the whole message is out; waiting for the final reply: ambiguous
 
+    #: How error text names each phase ("... closed the connection while connecting").
+    WORDS: ClassVar[Mapping[str, str]] = {
+        CONNECT: "while connecting (greeting, EHLO, STARTTLS, AUTH)",
+        ENVELOPE: "during the envelope (MAIL FROM, RCPT TO, DATA)",
+        CONTENT: "while sending the message",
+        SENT: "after the whole message was sent, waiting for the server's final reply",
+    }
+
     def __init__(self) -> None:
         self.value = self.CONNECT
+
+    def words(self) -> str:
+        return self.WORDS[self.value]
 
 
 class _Connection:
@@ -454,7 +465,7 @@ class SMTPDriver(Driver):
         # smtplib turns a read timeout into SMTPServerDisconnected; the cause tells them apart.
         if isinstance(exc, TimeoutError) or isinstance(exc.__context__, TimeoutError):
             return ProviderUnavailable(
-                f"no answer from {where} within the timeout during {phase.value}",
+                f"no answer from {where} within the timeout {phase.words()}",
                 reason="timeout",
                 ambiguous=ambiguous,
                 driver=self.name,
@@ -466,11 +477,11 @@ class SMTPDriver(Driver):
                 driver=self.name,
             )
         if isinstance(exc, smtplib.SMTPServerDisconnected):
-            detail = f"{where} closed the connection during {phase.value}"
+            detail = f"{where} closed the connection {phase.words()}"
         elif isinstance(exc, ConnectionRefusedError):
             detail = f"connection to {where} refused"
         else:
-            detail = f"connection to {where} failed during {phase.value}: {type(exc).__name__}"
+            detail = f"connection to {where} failed {phase.words()}: {type(exc).__name__}"
             if exc.strerror:
                 detail += f" ({exc.strerror})"
         return ProviderUnavailable(
@@ -490,7 +501,11 @@ class SMTPDriver(Driver):
             return ProviderUnavailable(detail, reason="auth", **kwargs)
         if phase.value == _Phase.CONNECT or code == 421 or 400 <= code < 500:
             return ProviderUnavailable(detail, reason="server_error", **kwargs)
-        if 500 <= code < 600:  # bad sender, message too large (552), content refused
+        if step == "MAIL FROM" and 500 <= code < 600 and _account_problem(reply):
+            # "553 5.7.1 Sender address rejected: not owned by user": this server will not
+            # let this account send as this sender; another provider may.
+            return ProviderUnavailable(detail, reason="account", **kwargs)
+        if 500 <= code < 600:  # bad sender address, message too large (552), content refused
             return MessageRejected(detail, **kwargs)
         return ProviderUnavailable(f"unexpected reply to {detail}", reason="bad_response", **kwargs)
 
@@ -506,6 +521,26 @@ class SMTPDriver(Driver):
         return ProviderUnavailable(
             detail, reason="server_error", status=status, response=response, driver=self.name
         )
+
+
+_ENHANCED = re.compile(r"^\s*5\.(\d{1,3})\.\d{1,3}\b")
+
+
+def _account_problem(reply: bytes | str) -> bool:
+    """The shared account rule (docs/errors.md#account-problems) for a refused MAIL FROM.
+
+    A 5.7.x enhanced status is security or policy: the server will not let this login send
+    as this sender (Postfix's ``reject_sender_login_mismatch`` answers ``553 5.7.1 Sender
+    address rejected: not owned by user``), an account problem. 5.1.x is about the address
+    itself (``5.1.8`` its domain does not exist, ``5.1.7`` it is malformed) and 5.3.4 is the
+    message's size: no provider would take those, so they stay rejections. Without an
+    enhanced status the reply's text decides, by the shared pattern.
+    """
+    text = _text(reply)
+    enhanced = _ENHANCED.match(text)
+    if enhanced is not None:
+        return enhanced.group(1) == "7"
+    return is_account_problem(text)
 
 
 def _step(exc: smtplib.SMTPResponseException) -> str:
