@@ -404,7 +404,14 @@ class TestSESContract(DriverContractTests):
         self.stubber.activate()
 
     def arrange_rejection(self) -> None:
-        """Nothing to do: the sender is not verified, so moto rejects the message."""
+        """SES refusing the message itself (an unverified sender is an account problem,
+        which fails over, so it is no rejection)."""
+        self.stubber = Stubber(self.driver.client)
+        self.stubber.add_client_error(
+            "send_email", service_error_code="MessageRejected",
+            service_message="Illegal address", http_status_code=400,
+        )  # fmt: skip
+        self.stubber.activate()
 
     def requests_made(self) -> int:
         return len(sent_messages())
