@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import hashlib
 import importlib
+import json
 import re
 import time
 import traceback
@@ -37,6 +39,7 @@ __all__ = [
     "Driver",
     "Receipt",
     "Setting",
+    "content_digest",
     "is_account_problem",
     "remaining_time",
     "require",
@@ -394,6 +397,32 @@ class Driver:
             shown.append(f"{key}={'***' if spec.secret else repr(value)}")
         inner = " ".join([f"name={self.name!r}", *shown])
         return f"<{type(self).__name__} {inner}>"
+
+
+def content_digest(message: Message) -> str:
+    """A SHA-256 (hex) of everything a provider delivers: sender, recipients, subject,
+    bodies, headers, attachments (their bytes included), tags and metadata.
+
+    An idempotency key derived from the ``message_id`` alone lets a *different* message that
+    reuses the id (a per-recipient copy made with ``replace(message_id=...)``) pass as the
+    first one, and a provider would drop it as a duplicate while answering success. A key
+    derived from the id and this digest is the same only for the very same message.
+    """
+    fields = {
+        "sender": message.sender, "to": list(message.to), "cc": list(message.cc),
+        "bcc": list(message.bcc), "reply_to": list(message.reply_to),
+        "subject": message.subject, "text": message.text, "html": message.html,
+        "headers": sorted(message.headers.items()), "tags": list(message.tags),
+        "metadata": sorted(message.metadata.items()),
+        "attachments": [
+            [a.filename, a.mimetype, a.inline, a.content_id, len(a.content)]
+            for a in message.attachments
+        ],
+    }  # fmt: skip
+    digest = hashlib.sha256(json.dumps(fields, sort_keys=True).encode("utf-8"))
+    for attachment in message.attachments:
+        digest.update(attachment.content)
+    return digest.hexdigest()
 
 
 def secret_fragments(secret: str) -> set[str]:

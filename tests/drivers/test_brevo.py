@@ -203,12 +203,16 @@ def test_test_mode_adds_the_drop_header(mock: responses.RequestsMock) -> None:
 
 
 def test_idempotency_key_is_a_stable_uuid_per_message() -> None:
-    """Brevo wants a UUID: the same message (and its retries) always gets the same one."""
+    """Brevo wants a UUID: the same message (and its retries) always gets the same one; a
+    different message gets another even when it reuses the Message-ID (issue 9)."""
     one, two = simple_message(), simple_message()
     key = idempotency_key(one)
     assert len(key) == 36 and key.count("-") == 4
-    assert key == idempotency_key(one.replace(subject="retry", message_id=one.message_id))
+    assert key == idempotency_key(one.replace(message_id=one.message_id))
     assert key != idempotency_key(two)
+    for changes in ({"subject": "other"}, {"to": ["someone@example.com"]}, {"bcc": ["b@x.io"]},
+                    {"text": "other"}, {"metadata": {"a": "1"}}):  # fmt: skip
+        assert key != idempotency_key(one.replace(message_id=one.message_id, **changes))
 
 
 def test_non_ascii_name_with_specials_is_encoded(

@@ -102,7 +102,8 @@ def test_full_message_maps_every_field(mock: responses.RequestsMock, driver: Res
     assert request.method == "POST"
     assert request.url == URL
     assert request.headers["Authorization"] == f"Bearer {API_KEY}"
-    assert request.headers["Idempotency-Key"] == "full-message-1@example.com"
+    assert request.headers["Idempotency-Key"] == idempotency_key(full_message())
+    assert request.headers["Idempotency-Key"].startswith("full-message-1@example.com/")
     assert request.headers["Content-Type"] == "application/json"
     assert request.headers["User-Agent"].startswith("mailfailover/")
     assert isinstance(request.body, bytes)
@@ -190,7 +191,11 @@ def test_a_retry_of_the_same_message_is_the_same_request(
 def test_idempotency_keys_differ_per_message_and_fit_resend() -> None:
     one, two = simple_message(), simple_message()
     assert idempotency_key(one) != idempotency_key(two)
-    assert idempotency_key(one) == one.message_id.strip("<>")
+    assert idempotency_key(one).startswith(one.message_id.strip("<>") + "/")
+    # a different message that reused the id (a per-recipient copy) gets another key
+    copy = one.replace(to=["other@example.com"], message_id=one.message_id)
+    assert idempotency_key(copy) != idempotency_key(one)
+    assert idempotency_key(one.replace(message_id=one.message_id)) == idempotency_key(one)
     long_id = "<" + "a" * 200 + "@" + "b" * 60 + ".example.com>"
     key = idempotency_key(simple_message(message_id=long_id))
     assert 1 <= len(key) <= 256

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ..driver import ACCOUNT_PROBLEM, is_account_problem, remaining_time, require
+from ..driver import ACCOUNT_PROBLEM, content_digest, is_account_problem, remaining_time, require
 
 if TYPE_CHECKING:
     from ._http import HTTP_SETTINGS, HttpDriver, Outcome
@@ -37,6 +37,7 @@ __all__ = [
     "HttpRequest",
     "HttpResponse",
     "Outcome",
+    "content_digest",
     "encode_json",
     "is_account_problem",
     "parse_retry_after",

@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from ..driver import Receipt, Setting
+from ..driver import Receipt, Setting, content_digest
 from ..errors import DeliveryError, MessageRejected
 from ..message import Attachment, Mailbox, Message
 from ..webhooks.brevo import WEBHOOKS
@@ -46,8 +46,10 @@ MAX_NAME_LENGTH = 70
 
 
 def idempotency_key(message: Message) -> str:
-    """Brevo's ``idempotencyKey`` must be a UUID: a name-based one from the Message-ID."""
-    return str(uuid.uuid5(_KEY_NAMESPACE, message.message_id))
+    """Brevo's ``idempotencyKey`` must be a UUID: a name-based one from the Message-ID and
+    the digest of the message's content and recipients (:func:`content_digest`), so only
+    the very same message shares it; a copy that reused the id does not."""
+    return str(uuid.uuid5(_KEY_NAMESPACE, f"{message.message_id}\n{content_digest(message)}"))
 
 
 class BrevoDriver(HttpDriver):
@@ -137,8 +139,9 @@ class BrevoDriver(HttpDriver):
             return super().send(message)
         except MessageRejected as exc:
             if exc.provider_code == "duplicate_parameter" and "idempotency" in exc.detail.lower():
-                # Brevo already processed this idempotencyKey, i.e. this very message, within
-                # its 30 minutes: it was accepted then, so it is delivered, not refused.
+                # Brevo already processed this idempotencyKey within its 30 minutes. The key
+                # covers the Message-ID *and* the digest of the content and recipients, so
+                # it was this very message: accepted then, so delivered, not refused.
                 return Receipt(driver=self.name, message_id=None, response=exc.response)
             raise
 

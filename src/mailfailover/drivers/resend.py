@@ -16,7 +16,7 @@ import re
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from ..driver import Setting
+from ..driver import Setting, content_digest
 from ..errors import DeliveryError
 from ..message import Attachment, Message
 from ..webhooks.resend import WEBHOOKS
@@ -37,10 +37,14 @@ QUOTA_ERRORS = frozenset({"daily_quota_exceeded", "monthly_quota_exceeded"})
 
 def idempotency_key(message: Message) -> str:
     """The ``Idempotency-Key`` for ``message``: its Message-ID without the angle brackets,
-    or a SHA-256 of it when that is longer than Resend's 256 characters."""
-    key = message.message_id.strip("<>")
+    a ``/`` and the first 32 hex digits of the digest of its content and recipients
+    (:func:`content_digest`), so a different message that reused the id gets another key;
+    a SHA-256 of both when that is longer than Resend's 256 characters."""
+    digest = content_digest(message)
+    key = f"{message.message_id.strip('<>')}/{digest[:32]}"
     if len(key) > 256:
-        key = "sha256-" + hashlib.sha256(message.message_id.encode("ascii")).hexdigest()
+        both = f"{message.message_id}\n{digest}".encode()
+        key = "sha256-" + hashlib.sha256(both).hexdigest()
     return key
 
 
