@@ -54,8 +54,11 @@ class FakeResend:
         key = request.headers["Idempotency-Key"]
         if key in self.seen:
             if self.seen[key] != request.body:
-                answer = {"statusCode": 409, "name": "invalid_idempotent_request",
-                          "message": "Same idempotency key used with a different payload"}  # fmt: skip
+                answer = {
+                    "statusCode": 409,
+                    "name": "invalid_idempotent_request",
+                    "message": "Same idempotency key used with a different payload",
+                }
                 return 409, {}, json.dumps(answer)
             return 200, {}, json.dumps({"id": "replayed"})
         self.seen[key] = request.body
