@@ -104,6 +104,7 @@ def test_health_adds_last_success_and_the_recent_attempts() -> None:
     assert d1["last_success"] == pytest.approx(data["time"], abs=60)
     assert d0["last_failure"] == pytest.approx(data["time"], abs=60)
     recent = data["recent"]
+    assert data["recent_scope"] == "process"  # no shared state store here
     assert [(a["driver"], a["outcome"], a["reason"]) for a in recent] == [
         ("d1", "sent", "none"),
         ("d0", "unavailable", "server_error"),

@@ -101,6 +101,7 @@ def test_the_status_page_follows_a_failover_and_sends(
     expect(rows.nth(1)).to_contain_text("unavailable")
     expect(page.locator("#recent")).to_contain_text("example.com")
     expect(page.locator("#recent")).not_to_contain_text("ann@")
+    expect(page.locator("#recent-note")).to_contain_text("this server process made")
 
     # The test-send form, by keyboard: Tab moves through the fields, Enter submits.
     page.focus("#send-token")

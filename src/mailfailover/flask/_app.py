@@ -16,7 +16,7 @@ from werkzeug.exceptions import HTTPException
 from ..config import HttpConfig, load_config
 from ..mailer import FailoverMailer
 from . import _route_health, _route_messages, _route_metrics, _route_send, _route_status
-from ._activity import Activity
+from ._activity import Activity, shared_store
 from ._base import (
     EXTENSION_KEY,
     AppState,
@@ -101,7 +101,7 @@ class MailFailover:
                 allowed_senders=SenderAllowList(http.allowed_senders),
                 max_body_bytes=http.max_body_bytes,
                 metrics_token=http.metrics_token,
-                activity=Activity(),
+                activity=Activity(store=shared_store(mailer)),
                 metrics=adapter_metrics(mailer),
                 outbox=_route_messages.outbox_for(http, mailer, self.config),
             )

@@ -24,8 +24,9 @@ def register(blueprint: flask.Blueprint) -> None:
 def health_view() -> flask.Response:
     """``GET /health``: each driver's state (names and counters, never settings).
 
-    Each driver also has ``last_success`` and ``last_failure`` (Unix times, or null) as this
-    process saw them; ``?recent=1`` adds this process's last 100 attempts. The status page's
+    Each driver also has ``last_success`` and ``last_failure`` (Unix times, or null);
+    ``?recent=1`` adds the last 100 attempts: this process's, or every process's when the
+    mailer's health lives in a shared store (see :mod:`._activity`). The status page's
     cookie is accepted besides the bearer token.
     """
     if flask.request.method not in ("GET", "HEAD"):
@@ -35,10 +36,11 @@ def health_view() -> flask.Response:
         authenticate(state)
     activity = state.activity
     drivers = [health.to_dict() for health in state.mailer.health()]
+    times = activity.times() if activity is not None else {}
     for driver in drivers:
-        name = str(driver["name"])
-        driver.setdefault("last_success", activity.last_success(name) if activity else None)
-        driver.setdefault("last_failure", activity.last_failure(name) if activity else None)
+        seen = times.get(str(driver["name"]), {})
+        driver.setdefault("last_success", seen.get("last_success"))
+        driver.setdefault("last_failure", seen.get("last_failure"))
     healthy = sum(1 for d in drivers if d["state"] == "healthy")
     status = "ok" if healthy == len(drivers) else ("degraded" if healthy else "down")
     payload: dict[str, object] = {
@@ -48,4 +50,5 @@ def health_view() -> flask.Response:
     }
     if activity is not None and flask.request.args.get("recent", "").lower() in _YES:
         payload["recent"] = activity.recent()
+        payload["recent_scope"] = "shared" if activity.store is not None else "process"
     return json_response(200, payload)

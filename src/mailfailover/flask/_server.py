@@ -80,6 +80,8 @@ def _close_worker_mailer(server: Any, worker: Any) -> None:
     app = getattr(worker, "wsgi", None)
     state = getattr(app, "extensions", {}).get(EXTENSION_KEY)
     if state is not None:
+        if state.activity is not None:
+            state.activity.close()  # the status page's queued attempts go to the store
         state.mailer.close()
 
 
