@@ -49,6 +49,7 @@ __all__ = [
     "Metrics",
     "attempt_reason",
     "instrument",
+    "metrics_for",
 ]
 
 #: A message's ``outcome`` label.
