@@ -134,7 +134,7 @@ def test_bad_setting_values_never_echo_secrets() -> None:
         ("drivers: [{name: x, module: memory}]\nhttp: {max_body_bytes: 0}\n", "at least 1"),
         ("drivers: [{name: x, module: memory}\n", "not valid YAML"),
         ("drivers:\n\t- name: x\n", "not valid YAML"),
-        ("drivers: [{name: x, module: memory, settings: {x: '${BAD-NAME}'}}]\n", "not a valid"),
+        ("drivers: [{name: x, module: memory, settings: {x: '${1BAD}'}}]\n", "not a valid"),
     ],
 )
 def test_invalid_configs_are_refused_with_the_file_named(

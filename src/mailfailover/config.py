@@ -11,17 +11,19 @@ the file or the environment, since values are where secrets live.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import math
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import attrs
 import yaml
 
-from .driver import Driver
+from .driver import Driver, FromEnvironment, redact_userinfo
 from .errors import ConfigError, MissingDependency
 from .registry import load_driver
 
@@ -56,6 +58,16 @@ MAX_CONFIG_BYTES = 1024 * 1024
 MAX_NODES = 100_000
 MAX_DEPTH = 50
 DEFAULT_MAX_BODY_BYTES = 25 * 1024 * 1024
+#: ``http.max_recipients``: to + cc + bcc one ``POST /send`` may name (``Message`` caps too).
+DEFAULT_MAX_RECIPIENTS = 1000
+#: The ranges of the numbers a configuration may hold (a finite number, always).
+MAX_THRESHOLD = 1000
+MAX_COOLDOWN = 86_400.0  # a day
+MAX_TIMEOUT = 3_600.0  # an hour
+MAX_DEADLINE = 86_400.0
+MAX_BODY_BYTES = 1024 * 1024 * 1024
+MAX_RECIPIENTS = 100_000
+MAX_QUEUE_SECONDS = 366 * 86_400.0
 
 _TOP_KEYS = frozenset(
     {
@@ -71,7 +83,9 @@ _TOP_KEYS = frozenset(
     }
 )
 _DRIVER_KEYS = frozenset({"name", "module", "driver", "settings"})
-_HTTP_KEYS = frozenset({"api_token", "allowed_senders", "max_body_bytes", "metrics_token", "queue"})
+_HTTP_KEYS = frozenset(
+    {"api_token", "allowed_senders", "max_body_bytes", "max_recipients", "metrics_token", "queue"}
+)
 _QUEUE_KEYS = frozenset(
     {
         "broker",
@@ -86,8 +100,11 @@ _QUEUE_KEYS = frozenset(
         "keep",
     }
 )
-_PLACEHOLDER = re.compile(r"\$\$|\$\{([^}:]*)(?::-([^}]*))?\}")
-_VARIABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# Every ${...} is matched, so that a form this loader does not implement (${VAR:+x},
+# ${VAR/a/b}) is refused instead of being kept as literal text.
+_PLACEHOLDER = re.compile(r"\$\$|\$\{([^}]*)\}")
+_EXPANSION = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])(.*))?$", re.DOTALL)
+_VARIABLE_START = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 @attrs.frozen
@@ -102,10 +119,15 @@ class DriverSpec:
 
     @property
     def key(self) -> str:
-        """Identity for :meth:`FailoverMailer.reload`: unchanged key, kept health."""
-        return json.dumps(
+        """Identity for :meth:`FailoverMailer.reload`: unchanged key, kept health.
+
+        A SHA-256 of the settings, never the settings themselves: the key is kept beside
+        the driver and shows in ``repr``, and the settings hold the secrets.
+        """
+        text = json.dumps(
             [self.name, self.module, self.settings, self.timeout], sort_keys=True, default=str
         )
+        return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 @attrs.frozen
@@ -115,6 +137,8 @@ class HttpConfig:
     api_token: str | None = attrs.field(default=None, repr=lambda v: "None" if v is None else "***")
     allowed_senders: tuple[str, ...] = ()
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    #: Recipients (to + cc + bcc, comma-separated ones counted) one ``POST /send`` may name.
+    max_recipients: int = DEFAULT_MAX_RECIPIENTS
     #: A second token that may read ``GET /metrics`` (and nothing else).
     metrics_token: str | None = attrs.field(
         default=None, repr=lambda v: "None" if v is None else "***"
@@ -292,10 +316,16 @@ def _validate(
         return merged.get(key, (source, None))
 
     strategy = _choice(*scalar("strategy"), "strategy", ("failover", "round_robin"))
-    threshold = _number(*scalar("failure_threshold"), "failure_threshold", int, minimum=1)
-    cooldown = _number(*scalar("cooldown"), "cooldown", float, minimum=0)
-    timeout = _number(*scalar("timeout"), "timeout", float, minimum=0, exclusive=True)
-    deadline = _number(*scalar("deadline"), "deadline", float, minimum=0, exclusive=True)
+    threshold = _number(
+        *scalar("failure_threshold"), "failure_threshold", int, minimum=1, maximum=MAX_THRESHOLD
+    )
+    cooldown = _number(*scalar("cooldown"), "cooldown", float, minimum=0, maximum=MAX_COOLDOWN)
+    timeout = _number(
+        *scalar("timeout"), "timeout", float, minimum=0, maximum=MAX_TIMEOUT, exclusive=True
+    )
+    deadline = _number(
+        *scalar("deadline"), "deadline", float, minimum=0, maximum=MAX_DEADLINE, exclusive=True
+    )
     if timeout is not None:
         drivers = [attrs.evolve(spec, timeout=timeout) for spec in drivers]
     http = _http_config(*scalar("http"))
@@ -368,9 +398,13 @@ def _interpolate(
     driver: str | None,
     depth: int = 0,
 ) -> Any:
-    """Replace ``${VAR}`` / ``${VAR:-default}`` in every string; ``$$`` is a literal ``$``.
+    """Replace ``${VAR}`` forms in every string, with the shell's meanings; ``$$`` is ``$``.
 
-    ``${VAR:-default}`` uses the default when VAR is unset or empty, as the shell does.
+    ``${VAR}`` needs VAR set; ``${VAR:-default}`` uses the default when VAR is unset or
+    empty, ``${VAR-default}`` only when unset; ``${VAR:?message}`` is a ``ConfigError``
+    carrying the message when VAR is unset or empty, ``${VAR?message}`` only when unset.
+    Any other ``${...}`` is refused. A string that took a value from the environment comes
+    back as :class:`~mailfailover.driver.FromEnvironment`, which error text never shows.
     """
     budget[0] -= 1
     if budget[0] < 0:
@@ -383,30 +417,47 @@ def _interpolate(
             f"{where}: nested more than {MAX_DEPTH} levels deep", source=source, driver=driver
         )
     if isinstance(value, str):
+        from_environment = False
 
         def replace(match: re.Match[str]) -> str:
+            nonlocal from_environment
             if match.group(0) == "$$":
                 return "$"
-            variable, default = match.group(1), match.group(2)
-            if not _VARIABLE_NAME.match(variable):
+            expansion = _EXPANSION.match(match.group(1))
+            if expansion is None:
+                inner = match.group(1)[:60]
+                name = _VARIABLE_START.match(inner)
+                what = (
+                    "is not supported (use ${VAR}, ${VAR:-default} or ${VAR:?message})"
+                    if name and name.end() < len(inner)
+                    else "is not a valid variable name"
+                )
+                raise ConfigError(f"{where}: '${{{inner}}}' {what}", source=source, driver=driver)
+            variable, operator, word = expansion.groups()
+            value = env.get(variable)
+            # As in the shell: with a colon the operator also applies to an empty VAR.
+            missing = value is None or (operator is not None and operator[0] == ":" and not value)
+            if operator is not None and operator.endswith("-") and missing:
+                return str(word)
+            if operator is not None and operator.endswith("?") and missing:
+                state = "is not set" if value is None else "is empty"
+                detail = f": {word[:200]}" if word else ""
                 raise ConfigError(
-                    f"{where}: '${{{variable}}}' is not a valid variable name",
+                    f"{where}: the environment variable {variable} {state}{detail}",
                     source=source,
                     driver=driver,
                 )
-            # As in the shell and docker compose: ${VAR:-default} also replaces an empty VAR.
-            value = env.get(variable)
-            if default is not None and not value:
-                return default
-            if value is not None:
-                return value
-            raise ConfigError(
-                f"{where} needs the environment variable {variable}, which is not set",
-                source=source,
-                driver=driver,
-            )
+            if value is None:
+                raise ConfigError(
+                    f"{where} needs the environment variable {variable}, which is not set",
+                    source=source,
+                    driver=driver,
+                )
+            from_environment = True
+            return value
 
-        return _PLACEHOLDER.sub(replace, value)
+        result = _PLACEHOLDER.sub(replace, value)
+        return FromEnvironment(result) if from_environment else result
     if isinstance(value, Mapping):
         return {
             k: _interpolate(
@@ -443,22 +494,29 @@ def _number(
     kind: type,
     *,
     minimum: float,
+    maximum: float,
     exclusive: bool = False,
 ) -> Any:
+    """A finite number in ``[minimum, maximum]`` (``(minimum, maximum]`` if ``exclusive``);
+    the error names the key and the range, never the value."""
     if value is None:
         return None
     if isinstance(value, str):
         try:
-            value = kind(value.strip())
+            value = float(value.strip()) if kind is float else int(value.strip())
         except ValueError:
             raise ConfigError(f"{key!r} must be a number", source=source) from None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ConfigError(f"{key!r} must be a number", source=source)
+    if not math.isfinite(value):  # .inf and .nan: int() would raise, float comparisons lie
+        raise ConfigError(f"{key!r} must be a finite number", source=source)
     if kind is int and value != int(value):
         raise ConfigError(f"{key!r} must be a whole number", source=source)
     if value < minimum or (exclusive and value == minimum):
         bound = "greater than" if exclusive else "at least"
         raise ConfigError(f"{key!r} must be {bound} {minimum:g}", source=source)
+    if value > maximum:
+        raise ConfigError(f"{key!r} must be at most {maximum:g}", source=source)
     return kind(value)
 
 
@@ -478,7 +536,14 @@ def _http_config(source: str, value: Any) -> HttpConfig:
         senders = [senders]
     if not isinstance(senders, list) or not all(isinstance(s, str) and s for s in senders):
         raise ConfigError("'http.allowed_senders' must be a list of addresses", source=source)
-    limit = _number(source, value.get("max_body_bytes"), "http.max_body_bytes", int, minimum=1)
+    limit = _number(
+        source, value.get("max_body_bytes"), "http.max_body_bytes", int,
+        minimum=1, maximum=MAX_BODY_BYTES,
+    )  # fmt: skip
+    max_recipients = _number(
+        source, value.get("max_recipients"), "http.max_recipients", int,
+        minimum=1, maximum=MAX_RECIPIENTS,
+    )  # fmt: skip
     queue = value.get("queue", False)
     if not isinstance(queue, bool):
         raise ConfigError("'http.queue' must be true or false", source=source)
@@ -486,6 +551,7 @@ def _http_config(source: str, value: Any) -> HttpConfig:
         api_token=token or None,
         allowed_senders=tuple(senders),
         max_body_bytes=DEFAULT_MAX_BODY_BYTES if limit is None else limit,
+        max_recipients=DEFAULT_MAX_RECIPIENTS if max_recipients is None else max_recipients,
         metrics_token=metrics_token,
         queue=queue,
     )
@@ -547,7 +613,10 @@ def _queue_config(
     options: dict[str, Any] = {"broker": broker}
     for key in ("max_age", "backoff", "backoff_max", "lease", "visibility_timeout",
                 "connect_timeout", "keep"):  # fmt: skip
-        number = _number(source, value.get(key), f"queue.{key}", float, minimum=0, exclusive=True)
+        number = _number(
+            source, value.get(key), f"queue.{key}", float,
+            minimum=0, maximum=MAX_QUEUE_SECONDS, exclusive=True,
+        )  # fmt: skip
         if number is not None:
             options[key] = number
     name = value.get("name")
@@ -590,7 +659,29 @@ def build_driver(spec: DriverSpec) -> Driver:
     except MissingDependency:
         raise
     except ConfigError as exc:
-        raise ConfigError(_strip_driver(exc), source=spec.source, driver=spec.name) from None
+        message = _hide_values(_strip_driver(exc), spec.settings)
+        raise ConfigError(message, source=spec.source, driver=spec.name) from None
+
+
+def _environment_values(value: Any) -> Iterator[str]:
+    if isinstance(value, FromEnvironment):
+        yield str(value)
+    elif isinstance(value, Mapping):
+        for item in value.values():
+            yield from _environment_values(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _environment_values(item)
+
+
+def _hide_values(message: str, settings: Mapping[str, Any]) -> str:
+    """A driver's own error text, without any value that came from the environment (a
+    driver may quote the value it refuses) and without any URL's userinfo."""
+    for value in sorted(set(_environment_values(settings)), key=len, reverse=True):
+        message = message.replace(repr(value), "the value from the environment")
+        if len(value) >= 4:
+            message = message.replace(value, "***")
+    return redact_userinfo(message)
 
 
 def _strip_driver(exc: ConfigError) -> str:

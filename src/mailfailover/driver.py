@@ -18,6 +18,7 @@ import contextvars
 import hashlib
 import importlib
 import json
+import math
 import re
 import time
 import traceback
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ACCOUNT_PROBLEM",
     "Driver",
+    "FromEnvironment",
     "Receipt",
     "Setting",
     "content_digest",
@@ -54,23 +56,59 @@ class _Required:
 REQUIRED: Any = _Required()
 
 
+class FromEnvironment(str):
+    """A configuration string that ``${VAR}`` interpolation produced (wholly or in part).
+
+    The configuration loader marks such values so that no error text shows them: a
+    variable meant for ``password`` put in ``port`` by mistake must not print the
+    password. It is a ``str`` in every other way.
+    """
+
+    __slots__ = ()
+
+
+_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/@\s]*@")
+
+
+def redact_userinfo(text: str) -> str:
+    """``text`` with the ``user:password@`` of every URL in it replaced by ``***@``."""
+    return _USERINFO.sub(r"\1***@", text)
+
+
+def shown_value(value: Any, *, secret: bool = False) -> str:
+    """How error text and ``repr`` may show a setting's value: never a secret, never a
+    value from the environment, never a URL's userinfo."""
+    if secret:
+        return "the given value"
+    if isinstance(value, FromEnvironment):
+        return "the value from the environment"
+    return redact_userinfo(repr(value))
+
+
 @attrs.frozen
 class Setting:
-    """One setting a driver accepts: its type, default, whether it is secret, allowed values."""
+    """One setting a driver accepts: its type, default, whether it is secret, allowed values.
+
+    Numbers must be finite (``.inf`` and ``.nan`` are refused), ``int`` ones whole, and
+    within ``minimum`` / ``maximum`` when the driver declares them (never negative).
+    """
 
     default: Any = REQUIRED
     type: type = str
     secret: bool = False
     choices: tuple[Any, ...] | None = None
     help: str = ""
+    minimum: float | None = None
+    maximum: float | None = None
 
     @property
     def required(self) -> bool:
         return self.default is REQUIRED
 
     def convert(self, key: str, value: Any) -> Any:
-        """Check ``value``, converting strings from ``${ENV}``; error text never shows secrets."""
-        shown = "the given value" if self.secret else repr(value)
+        """Check ``value``, converting strings from ``${ENV}``; error text never shows secrets,
+        values that came from the environment, or a URL's userinfo."""
+        shown = shown_value(value, secret=self.secret)
         if value is None and not self.required and self.default is None:
             return None
         if self.type is bool:
@@ -79,16 +117,7 @@ class Setting:
             if not isinstance(value, bool):
                 raise ConfigError(f"setting {key!r}: {shown} is not true or false")
         elif self.type in (int, float):
-            if isinstance(value, str):
-                try:
-                    value = self.type(value.strip())
-                except ValueError:
-                    raise ConfigError(f"setting {key!r}: {shown} is not a number") from None
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise ConfigError(f"setting {key!r}: {shown} is not a number")
-            value = self.type(value)
-            if value < 0:
-                raise ConfigError(f"setting {key!r}: may not be negative")
+            value = self._number(key, value, shown)
         elif self.type is list:
             value = _string_list(key, value, shown)
         elif not isinstance(value, self.type):
@@ -101,6 +130,29 @@ class Setting:
         if self.choices is not None and value not in self.choices:
             allowed = ", ".join(repr(c) for c in self.choices)
             raise ConfigError(f"setting {key!r}: {shown} is not one of {allowed}")
+        if isinstance(value, FromEnvironment):
+            value = str(value)  # the mark is for error text; drivers get a plain str
+        return value
+
+    def _number(self, key: str, value: Any, shown: str) -> Any:
+        if isinstance(value, str):
+            try:
+                value = float(value.strip()) if self.type is float else int(value.strip())
+            except ValueError:
+                raise ConfigError(f"setting {key!r}: {shown} is not a number") from None
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"setting {key!r}: {shown} is not a number")
+        if not math.isfinite(value):
+            raise ConfigError(f"setting {key!r}: must be a finite number")
+        if self.type is int and value != int(value):
+            raise ConfigError(f"setting {key!r}: must be a whole number")
+        value = self.type(value)
+        if value < 0:
+            raise ConfigError(f"setting {key!r}: may not be negative")
+        if self.minimum is not None and value < self.minimum:
+            raise ConfigError(f"setting {key!r}: must be at least {self.minimum:g}")
+        if self.maximum is not None and value > self.maximum:
+            raise ConfigError(f"setting {key!r}: must be at most {self.maximum:g}")
         return value
 
 
@@ -394,7 +446,7 @@ class Driver:
             value = self.settings.get(key)
             if value is None or (value == spec.default and not spec.secret):
                 continue
-            shown.append(f"{key}={'***' if spec.secret else repr(value)}")
+            shown.append(f"{key}={'***' if spec.secret else redact_userinfo(repr(value))}")
         inner = " ".join([f"name={self.name!r}", *shown])
         return f"<{type(self).__name__} {inner}>"
 

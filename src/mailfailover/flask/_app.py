@@ -100,6 +100,7 @@ class MailFailover:
                 api_token=api_token(http),
                 allowed_senders=SenderAllowList(http.allowed_senders),
                 max_body_bytes=http.max_body_bytes,
+                max_recipients=http.max_recipients,
                 metrics_token=http.metrics_token,
                 activity=Activity(store=shared_store(mailer)),
                 metrics=adapter_metrics(mailer),

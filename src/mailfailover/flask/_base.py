@@ -216,6 +216,8 @@ class AppState:
     )
     #: The status page's recent attempts (an ``_activity.Activity``).
     activity: Any = None
+    #: ``http.max_recipients``: to + cc + bcc one ``POST /send`` may name.
+    max_recipients: int = 1000
     #: ``_metrics.AdapterMetrics``, or None without prometheus_client.
     metrics: Any = None
     #: The :class:`mailfailover.celery.Outbox` when ``http.queue`` is on: /send enqueues.

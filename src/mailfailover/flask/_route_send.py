@@ -39,7 +39,7 @@ def send_view() -> flask.Response:
     authenticate(state)
     body = read_body(state.max_body_bytes)
     data, uploads = parse_body(body, flask.request.mimetype, flask.request.mimetype_params)
-    message = build_message(data, uploads)
+    message = build_message(data, uploads, max_recipients=state.max_recipients)
     sender = message.sender_mailbox
     if not state.allowed_senders.allows(sender):
         logger.warning("refused a sender at %s: not on http.allowed_senders", sender.domain)

@@ -401,8 +401,31 @@ def _attachment(index: int, item: Any) -> Attachment:
         raise _renamed(exc, where) from None
 
 
-def build_message(data: Mapping[str, Any], uploads: Sequence[_Upload] = ()) -> Message:
-    """The :class:`Message` a request describes, or the :class:`ApiError` saying why not."""
+def _count_recipients(recipients: Mapping[str, list[str]], limit: int) -> None:
+    """Refuse more than ``limit`` recipients before any address is parsed, naming the
+    field where the count went over (a comma-separated string counts every address)."""
+    total = 0
+    for field, addresses in recipients.items():
+        total += len(addresses)
+        if total > limit:
+            raise invalid(
+                field,
+                f"{field}: {total:,} recipients; this endpoint takes at most {limit:,} per "
+                "message (to, cc and bcc together; http.max_recipients)",
+            )
+
+
+def build_message(
+    data: Mapping[str, Any],
+    uploads: Sequence[_Upload] = (),
+    *,
+    max_recipients: int | None = None,
+) -> Message:
+    """The :class:`Message` a request describes, or the :class:`ApiError` saying why not.
+
+    ``max_recipients`` (``http.max_recipients``) caps to + cc + bcc before anything else
+    is checked, so a huge list costs a split and a count, not an address parse each.
+    """
     for name in data:
         if name not in FIELDS:
             raise _unknown(name)
@@ -411,7 +434,10 @@ def build_message(data: Mapping[str, Any], uploads: Sequence[_Upload] = ()) -> M
         raise _missing("sender")
     if not isinstance(sender, str):
         raise invalid("sender", f"sender: must be a string, not {_json_type(sender)}")
-    to = _addresses(data, "to")
+    recipients = {field: _addresses(data, field) for field in ("to", "cc", "bcc")}
+    _count_recipients(recipients, Message.max_recipients if max_recipients is None
+                      else max_recipients)  # fmt: skip
+    to = recipients["to"]
     if not to:
         raise _missing("to", "to: at least one recipient is required")
     subject = _optional_text(data, "subject")
@@ -444,8 +470,8 @@ def build_message(data: Mapping[str, Any], uploads: Sequence[_Upload] = ()) -> M
             subject=subject,
             text=text,
             html=html,
-            cc=_addresses(data, "cc"),
-            bcc=_addresses(data, "bcc"),
+            cc=recipients["cc"],
+            bcc=recipients["bcc"],
             reply_to=_addresses(data, "reply_to"),
             headers=data.get("headers"),
             tags=data.get("tags"),
