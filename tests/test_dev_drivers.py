@@ -167,3 +167,24 @@ def test_console_prints_the_message(capsys: pytest.CaptureFixture[str]) -> None:
     assert "Subject: Printed" in out
     ConsoleDriver(name="console", stream="stderr").send(simple_message(subject="Err"))
     assert "Subject: Err" in capsys.readouterr().err
+
+
+def test_file_driver_keeps_tags_and_metadata_as_headers(tmp_path: Path) -> None:
+    """The outbox keeps what a provider would have carried: X-Tags and X-Metadata."""
+    import json
+
+    driver = FileDriver(name="outbox", directory=str(tmp_path))
+    receipt = driver.send(simple_message(tags=["a", "b"], metadata={"order": "A-17"}))
+    path = Path(str(receipt.response and receipt.response["path"]))
+    parsed = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+    assert json.loads(parsed["X-Tags"]) == ["a", "b"]
+    assert json.loads(parsed["X-Metadata"]) == {"order": "A-17"}
+
+
+def test_file_driver_can_refuse_tags_and_metadata(tmp_path: Path) -> None:
+    from mailfailover import UnsupportedFeature
+
+    driver = FileDriver(name="outbox", directory=str(tmp_path), tags_and_metadata="refuse")
+    with pytest.raises(UnsupportedFeature):
+        driver.send(simple_message(tags=["a"]))
+    assert list(tmp_path.iterdir()) == []

@@ -37,10 +37,13 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ACCOUNT_PROBLEM",
+    "METADATA_HEADER",
+    "TAGS_HEADER",
     "Driver",
     "FromEnvironment",
     "Receipt",
     "Setting",
+    "check_tags_and_metadata",
     "content_digest",
     "is_account_problem",
     "remaining_time",
@@ -246,6 +249,39 @@ ACCOUNT_PROBLEM = re.compile(
 )
 
 
+#: Headers that carry tags and metadata where a provider has no fields for them (SMTP, the
+#: file outbox; SES for metadata): a JSON array of the tags, a JSON object of the metadata
+#: (keys sorted), both ASCII (``\\u`` escapes), so any mail reader or script can read them.
+TAGS_HEADER = "X-Tags"
+METADATA_HEADER = "X-Metadata"
+
+
+def tracking_headers(message: Message, *, tags: bool = True) -> dict[str, str]:
+    """The :data:`TAGS_HEADER` and :data:`METADATA_HEADER` values for ``message`` (only those
+    it needs; ``tags=False`` when the provider carries tags in fields of its own)."""
+    headers: dict[str, str] = {}
+    if tags and message.tags:
+        headers[TAGS_HEADER] = json.dumps(list(message.tags))
+    if message.metadata:
+        headers[METADATA_HEADER] = json.dumps(dict(message.metadata), sort_keys=True)
+    return headers
+
+
+def check_tags_and_metadata(driver: Driver, message: Message) -> None:
+    """For a driver with a ``tags_and_metadata`` setting (``headers`` or ``refuse``): refuse
+    the message's tags and metadata when so configured, else check the headers that will
+    carry them are free. Never a silent drop: before any I/O, :class:`UnsupportedFeature`."""
+    if not (message.tags or message.metadata):
+        return
+    if driver.settings.get("tags_and_metadata") == "refuse":
+        field = "tags" if message.tags else "metadata"
+        driver.unsupported(
+            "this driver is set to refuse tags and metadata (tags_and_metadata: refuse)",
+            field=field,
+        )
+    driver.check_tracking_headers(message)
+
+
 def is_account_problem(reason: str) -> bool:
     """Whether a provider's refusal ``reason`` is an account problem (:data:`ACCOUNT_PROBLEM`)."""
     return ACCOUNT_PROBLEM.search(reason) is not None
@@ -415,6 +451,16 @@ class Driver:
             for key, spec in self.settings_spec.items()
             if spec.secret and self.settings.get(key) not in (None, "")
         )
+
+    def check_tracking_headers(self, message: Message, *, tags: bool = True) -> None:
+        """Refuse (before any I/O) a message whose own headers already use the names that
+        :func:`tracking_headers` would carry its tags or metadata in."""
+        own = {name.lower() for name in message.headers}
+        for name in tracking_headers(message, tags=tags):
+            if name.lower() in own:
+                field = "tags" if name == TAGS_HEADER else "metadata"
+                self.unsupported(f"{field} travel in the {name} header, which the message "
+                                 "already sets", field=field)  # fmt: skip
 
     def scrub(self, text: str) -> str:
         """``text`` with every trace of this driver's secrets replaced by ``***``."""

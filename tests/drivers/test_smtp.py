@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import json
 import socket
 import ssl
 from collections.abc import Iterator
@@ -675,3 +676,52 @@ class TestSMTPContract(DriverContractTests):
     def requests_made(self) -> int:
         with self.handler.lock:
             return len(self.handler.messages)
+
+
+# -- tags and metadata: carried as headers, or refused; never dropped ---------------------
+
+
+def test_tags_and_metadata_travel_as_headers(
+    smtp_server: LoopbackController, driver: SMTPDriver
+) -> None:
+    """SMTP has no fields for them: they arrive as X-Tags (JSON array) and X-Metadata (JSON
+    object, keys sorted), as the server really received them."""
+    driver.send(simple_message(tags=["receipts", "grüße"], metadata={"user": "42", "a": "ö"}))
+    received = parsed(recorder(smtp_server).messages[0].content)
+    assert json.loads(received["X-Tags"]) == ["receipts", "grüße"]
+    assert json.loads(received["X-Metadata"]) == {"a": "ö", "user": "42"}
+    assert received["X-Metadata"].startswith('{"a": ')
+
+
+def test_no_tracking_headers_without_tags_or_metadata(
+    smtp_server: LoopbackController, driver: SMTPDriver
+) -> None:
+    driver.send(simple_message())
+    received = parsed(recorder(smtp_server).messages[0].content)
+    assert received["X-Tags"] is None and received["X-Metadata"] is None
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [({"tags": ["t"]}, "tags"), ({"metadata": {"k": "v"}}, "metadata")],
+)
+def test_tags_and_metadata_refused_when_so_configured(
+    smtp_server: LoopbackController, changes: dict[str, Any], field: str
+) -> None:
+    """tags_and_metadata: refuse skips the driver for such a message, before connecting."""
+    with plain_driver(smtp_server, tags_and_metadata="refuse") as driver:
+        with pytest.raises(UnsupportedFeature) as caught:
+            driver.send(simple_message(**changes))
+        assert caught.value.field == field
+        driver.send(simple_message())  # a message without them still goes
+    assert recorder(smtp_server).connections == 1
+    assert len(recorder(smtp_server).messages) == 1
+
+
+def test_a_message_already_using_the_header_is_unsupported(
+    smtp_server: LoopbackController, driver: SMTPDriver
+) -> None:
+    with pytest.raises(UnsupportedFeature) as caught:
+        driver.send(simple_message(metadata={"k": "v"}, headers={"X-Metadata": "mine"}))
+    assert caught.value.field == "metadata"
+    assert recorder(smtp_server).connections == 0

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import ClassVar
 
-from ..driver import Driver, Receipt, Setting
+from ..driver import Driver, Receipt, Setting, check_tags_and_metadata, tracking_headers
 from ..errors import ProviderUnavailable
 from ..message import Message
 
@@ -28,15 +28,22 @@ class FileDriver(Driver):
 
     settings_spec: ClassVar[Mapping[str, Setting]] = {
         "directory": Setting("./outbox", help="folder the .eml files go to; created if missing"),
-    }
+        "tags_and_metadata": Setting("headers", choices=("headers", "refuse"),
+                                     help="carry them as X-Tags/X-Metadata, or refuse them"),
+    }  # fmt: skip
 
     @property
     def directory(self) -> Path:
         return Path(self.settings["directory"])
 
     def send(self, message: Message) -> Receipt:
+        self.check_limits(message)
+        check_tags_and_metadata(self, message)
         policy = email.policy.SMTPUTF8 if message.needs_smtputf8 else email.policy.SMTP
-        data = message.to_mime(policy=policy).as_bytes()
+        mime = message.to_mime(policy=policy)
+        for name, value in tracking_headers(message).items():
+            mime[name] = value
+        data = mime.as_bytes()
         stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
         name = f"{stamp}-{uuid.uuid4().hex[:12]}.eml"
         try:

@@ -18,7 +18,6 @@ shapes): ``TooManyRequestsException`` (429), ``LimitExceededException``,
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import re
 import threading
@@ -26,7 +25,15 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from .._version import __version__
-from ..driver import Driver, Receipt, Setting, is_account_problem, remaining_time, require
+from ..driver import (
+    Driver,
+    Receipt,
+    Setting,
+    is_account_problem,
+    remaining_time,
+    require,
+    tracking_headers,
+)
 from ..errors import ConfigError, DeliveryError, MessageRejected, ProviderUnavailable
 from ..message import Message, parse_mailbox
 from ..webhooks.ses import WEBHOOKS
@@ -35,7 +42,6 @@ __all__ = ["SESDriver"]
 
 #: SES message tag names and values: ASCII letters, digits, underscore, dash; at most 256.
 _TAG = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
-METADATA_HEADER = "X-Metadata"
 
 # The message itself is at fault: no other provider is tried, unless the reason is an
 # account problem by the shared rule (MessageRejected "Email address is not verified").
@@ -141,12 +147,10 @@ class SESDriver(Driver):
                 "at most 256 characters)",
                 field="tags",
             )
-        if message.metadata and any(h.lower() == METADATA_HEADER.lower() for h in message.headers):
-            self.unsupported(f"metadata needs the {METADATA_HEADER} header, already set",
-                             field="metadata")  # fmt: skip
+        self.check_tracking_headers(message, tags=False)  # tags are EmailTags
         mime = message.to_mime()
-        if message.metadata:
-            mime[METADATA_HEADER] = json.dumps(message.metadata, sort_keys=True)
+        for name, value in tracking_headers(message, tags=False).items():
+            mime[name] = value
         request: dict[str, Any] = {
             "FromEmailAddress": message.sender_mailbox.ascii_email,
             "Destination": {

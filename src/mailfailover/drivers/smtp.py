@@ -35,7 +35,15 @@ import threading
 from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
 
-from ..driver import Driver, Receipt, Setting, is_account_problem, remaining_time
+from ..driver import (
+    Driver,
+    Receipt,
+    Setting,
+    check_tags_and_metadata,
+    is_account_problem,
+    remaining_time,
+    tracking_headers,
+)
 from ..errors import (
     ConfigError,
     DeliveryError,
@@ -182,6 +190,8 @@ class SMTPDriver(Driver):
         "timeout": Setting(10.0, float, help="seconds to wait for the server at each step"),
         "local_hostname": Setting(None, help="name sent in EHLO; default the machine's FQDN"),
         "pool_size": Setting(4, int, help="idle connections kept open for reuse (0: none)"),
+        "tags_and_metadata": Setting("headers", choices=("headers", "refuse"),
+                                     help="carry them as X-Tags/X-Metadata, or refuse them"),
     }  # fmt: skip
 
     def __init__(self, *, name: str, **settings: Any) -> None:
@@ -219,6 +229,7 @@ class SMTPDriver(Driver):
 
     def send(self, message: Message) -> Receipt:
         self.check_limits(message)
+        check_tags_and_metadata(self, message)
         for attempt in (1, 2):
             phase = _Phase()
             connection = self._checkout(phase)
@@ -269,6 +280,8 @@ class SMTPDriver(Driver):
         else:
             policy = SMTP_7BIT_POLICY  # qp/base64 for a 7-bit server
         mime = message.to_mime(policy=policy)
+        for name, value in tracking_headers(message).items():
+            mime[name] = value
         # A small message is built once, in memory. A large one is generated twice: into a
         # counter first (its size for SIZE=, whether it is 8-bit, and any error in building
         # it, all before MAIL FROM), then straight to the socket after DATA.
