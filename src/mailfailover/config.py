@@ -647,8 +647,8 @@ def build_driver(spec: DriverSpec) -> Driver:
     """Instantiate one configured driver (importing only its module)."""
     try:
         cls = load_driver(spec.module)
-    except MissingDependency:
-        raise
+    except MissingDependency as exc:
+        raise _missing(exc, spec) from None
     except ConfigError as exc:
         raise ConfigError(exc.message, source=spec.source, driver=spec.name) from None
     settings = dict(spec.settings)
@@ -656,11 +656,18 @@ def build_driver(spec: DriverSpec) -> Driver:
         settings["timeout"] = spec.timeout
     try:
         return cls(name=spec.name, **settings)
-    except MissingDependency:
-        raise
+    except MissingDependency as exc:
+        raise _missing(exc, spec) from None
     except ConfigError as exc:
         message = _hide_values(_strip_driver(exc), spec.settings)
         raise ConfigError(message, source=spec.source, driver=spec.name) from None
+
+
+def _missing(exc: MissingDependency, spec: DriverSpec) -> MissingDependency:
+    """``exc`` naming the configured driver, its module and the file it is configured in."""
+    return MissingDependency(
+        exc.package, exc.extra, driver=spec.name, module=spec.module, source=spec.source
+    )
 
 
 def _environment_values(value: Any) -> Iterator[str]:

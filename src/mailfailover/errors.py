@@ -120,15 +120,31 @@ class ConfigError(MailError):
 
 
 class MissingDependency(ConfigError):
-    """A driver needs an optional dependency that is not installed."""
+    """A driver needs an optional dependency that is not installed.
 
-    def __init__(self, package: str, extra: str, *, driver: str | None = None) -> None:
+    The text names the missing package, the driver module that needs it, the configured
+    driver and the configuration file when they are known, and the ``pip install`` line.
+    """
+
+    def __init__(
+        self,
+        package: str,
+        extra: str,
+        *,
+        driver: str | None = None,
+        module: str | None = None,
+        source: str | None = None,
+    ) -> None:
+        needs = f"; the {module!r} driver needs it" if module else ""
         super().__init__(
-            f'{package!r} is not installed; install it with: pip install "mailfailover[{extra}]"',
+            f"{package!r} is not installed{needs}; install it with: pip install "
+            f'"mailfailover[{extra}]"',
             driver=driver,
+            source=source,
         )
         self.package = package
         self.extra = extra
+        self.module = module
 
 
 class DeliveryError(MailError):

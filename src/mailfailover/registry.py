@@ -105,7 +105,7 @@ def load_driver(name: str) -> type[Driver]:
         raise ConfigError(f"driver {name!r} ({entry_point.value}) is not a Driver subclass")
     for module, extra in cls.requires:
         if importlib.util.find_spec(module) is None:
-            raise MissingDependency(module, extra, driver=name)
+            raise MissingDependency(module, extra, module=name)
     _classes[name] = cls
     return cls
 

@@ -448,3 +448,28 @@ def test_smtp_going_down_mid_batch_fails_over_to_ses_exactly_once(
     drivers = {r.message_id: r.driver for r in results if isinstance(r, SendResult)}
     assert sum(1 for r in results if isinstance(r, SendResult) and r.driver == "smtp") == 20
     assert len(drivers) == 60
+
+
+def test_missing_boto3_names_the_driver_and_the_file(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    """From a configuration, the error names the configured driver, its module and the file,
+    not only the package (issue 9, item 16)."""
+    from mailfailover import load_config
+    from mailfailover.config import build_driver
+
+    path = tmp_path / "mail.yml"
+    path.write_text(
+        "drivers:\n  - name: Primary SES\n    module: ses\n    settings: {region: us-east-1}\n",
+        encoding="utf-8",
+    )
+    config = load_config(path)
+    monkeypatch.setitem(sys.modules, "boto3", None)
+    with pytest.raises(MissingDependency) as caught:
+        build_driver(config.drivers[0])
+    text = str(caught.value)
+    assert "'boto3' is not installed; the 'ses' driver needs it" in text
+    assert 'pip install "mailfailover[ses]"' in text
+    assert "driver 'Primary SES'" in text
+    assert str(path) in text
+    assert (caught.value.driver, caught.value.source) == ("Primary SES", str(path))
