@@ -160,3 +160,79 @@ def test_streamed_output_matches_the_standard_generator() -> None:
     part.set_payload(base64.encodebytes(payload).decode("ascii"))  # what the stdlib holds
     reference = mime.as_bytes(policy=email.policy.SMTP).replace(b"\r\n.", b"\r\n..")
     assert b"".join(sent) == reference + b".\r\n"
+
+
+# -- if the email package's internals change: fall back to as_bytes(), never lose mail ------
+
+
+@pytest.fixture
+def fresh_self_check() -> Any:
+    """Run the streaming self-check again for the test, and again after it."""
+    smtp_module.streaming_supported.cache_clear()
+    yield
+    smtp_module.streaming_supported.cache_clear()
+
+
+def _rename_dispatch(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A release renames Generator._dispatch (the standard generator still works)."""
+    import email.generator as g
+
+    original_write, original_dispatch = g.Generator._write, g.Generator._dispatch  # type: ignore[attr-defined]
+
+    def write(self: Any, msg: Any) -> None:
+        self._dispatch = original_dispatch.__get__(self)  # only the stdlib knows the new name
+        original_write(self, msg)
+
+    monkeypatch.setattr(g.Generator, "_dispatch_message", original_dispatch, raising=False)
+    monkeypatch.delattr(g.Generator, "_dispatch")
+    monkeypatch.setattr(g.Generator, "_write", write)
+
+
+def _change_the_bytes_setter(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A release replaces the content manager's bytes setter with another function."""
+    import email.contentmanager as cm
+
+    handlers = dict(cm.raw_data_manager.set_handlers)  # type: ignore[attr-defined]
+    original = handlers[bytes]
+    handlers[bytes] = lambda *args, **kwargs: original(*args, **kwargs)
+    monkeypatch.setattr(cm.raw_data_manager, "set_handlers", handlers)
+
+
+def _change_the_output(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The streamed bytes stop matching the standard generator's (a changed line width)."""
+    original = smtp_module._lines
+    monkeypatch.setattr(smtp_module, "_lines", lambda data, width, nl: original(data, 64, nl))
+
+
+def test_the_streaming_path_is_in_use_on_this_python(fresh_self_check: None) -> None:
+    """The control: on this Python the self-check passes and the fast path is taken."""
+    assert smtp_module.streaming_supported() is True
+    assert smtp_module.policy_for(utf8=False, eight_bit=True) is smtp_module.SMTP_POLICY
+
+
+@pytest.mark.parametrize(
+    "change", [_rename_dispatch, _change_the_bytes_setter, _change_the_output],
+    ids=["renamed-method", "changed-setter", "changed-output"],
+)  # fmt: skip
+def test_a_changed_email_package_costs_memory_never_mail(
+    smtp_server: LoopbackController,
+    monkeypatch: pytest.MonkeyPatch,
+    fresh_self_check: None,
+    change: Any,
+) -> None:
+    """Simulate a Python patch release changing what _Generator leans on: the self-check
+    turns streaming off, and a large message with an attachment still arrives intact."""
+    change(monkeypatch)
+    assert smtp_module.streaming_supported() is False
+    payload = os.urandom(2 * 1024 * 1024 + 5)
+    message = simple_message(text=".dot first\n", attachments=[Attachment("big.bin", payload)])
+    with plain_driver(smtp_server) as driver:
+        driver.send(message)
+    [got] = smtp_server.handler.messages
+    mime = parsed(got.content)
+    [part] = [p for p in mime.walk() if p.get_filename() == "big.bin"]
+    assert part.get_content() == payload
+    assert mime.get_body(("plain",)).get_content().startswith(".dot first")
+    assert [o for o in got.mail_options if o.startswith("SIZE=")] == [
+        f"SIZE={len(got.content) + 1 + 3}"
+    ]

@@ -53,13 +53,11 @@ from ..errors import (
 )
 from ..message import Message, parse_mailbox
 from ._smtp_data import (
-    SMTP_7BIT_POLICY,
-    SMTP_POLICY,
-    SMTPUTF8_POLICY,
     STREAM_ABOVE,
     SizeCounter,
     estimated_size,
     generate,
+    policy_for,
 )
 
 __all__ = ["SMTPDriver"]
@@ -273,12 +271,7 @@ class SMTPDriver(Driver):
                 driver=self.name,
             )
         eight_bit = smtp.has_extn("8bitmime")
-        if utf8:
-            policy = SMTPUTF8_POLICY
-        elif eight_bit:
-            policy = SMTP_POLICY
-        else:
-            policy = SMTP_7BIT_POLICY  # qp/base64 for a 7-bit server
+        policy = policy_for(utf8=utf8, eight_bit=eight_bit)
         mime = message.to_mime(policy=policy)
         for name, value in tracking_headers(message).items():
             mime[name] = value
