@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any
 
 from ._version import __version__
@@ -30,6 +31,10 @@ from .health import DriverHealth, State
 from .mailer import FailoverMailer
 from .message import Attachment, Mailbox, Message
 from .results import Attempt, SendResult
+
+# A library leaves logging to the application: without this, Python's last-resort handler
+# prints the library's warnings on stderr of an application that configured no logging.
+logging.getLogger("mailfailover").addHandler(logging.NullHandler())
 
 if TYPE_CHECKING:
     from .testing import MemoryDriver

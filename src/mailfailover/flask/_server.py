@@ -14,6 +14,7 @@ import ipaddress
 import logging
 import os
 import signal
+import socket
 import sys
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -88,8 +89,8 @@ def _close_worker_mailer(server: Any, worker: Any) -> None:
 def _setup_logging() -> None:
     """Our records next to gunicorn's on standard error, at INFO, once."""
     library = logging.getLogger("mailfailover")
-    if library.handlers:
-        return
+    if any(not isinstance(h, logging.NullHandler) for h in library.handlers):
+        return  # the package's own NullHandler does not count
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
         logging.Formatter(
@@ -100,6 +101,28 @@ def _setup_logging() -> None:
     library.addHandler(handler)
     library.setLevel(logging.INFO)
     library.propagate = False
+
+
+def _cannot_listen(host: str, port: int) -> str | None:
+    """Why ``host:port`` cannot be bound, or None. Checked before gunicorn starts: gunicorn
+    retries a busy address for seconds and then exits 1, the code of a failed send, where
+    this is a usage problem (exit 2)."""
+    if port == 0:
+        return None
+    try:
+        infos = socket.getaddrinfo(
+            host.strip("[]"), port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+    except OSError as exc:
+        return f"cannot resolve the host ({exc.strerror or exc})"
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gunicorn binds
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            return exc.strerror or str(exc)
+    return None
 
 
 def serve(
@@ -134,6 +157,10 @@ def serve(
         _check_config(loaded, host)
     except ConfigError as exc:
         print(f"mailfailover serve: {exc.message}", file=sys.stderr)
+        return EXIT_USAGE
+    busy = _cannot_listen(host, port)
+    if busy is not None:
+        print(f"mailfailover serve: cannot listen on {host}:{port}: {busy}", file=sys.stderr)
         return EXIT_USAGE
     _setup_logging()
     bind = f"[{host.strip('[]')}]:{port}" if ":" in host else f"{host}:{port}"
