@@ -18,7 +18,8 @@ One mailer serves many threads; its lock guards only health bookkeeping, never I
 
 from __future__ import annotations
 
-import itertools
+import functools
+import hashlib
 import logging
 import os
 import threading
@@ -30,19 +31,18 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from .driver import Driver, deadline_scope
+from ._failover import failover, run
+from .driver import Driver
 from .errors import (
     AllProvidersFailed,
-    DeliveryError,
     InvalidMessage,
     MailError,
     MessageRejected,
-    ProviderUnavailable,
-    UnsupportedFeature,
 )
-from .health import Breaker, DriverHealth
+from .health import DriverHealth, HealthBoard
 from .message import Message
 from .results import STRATEGIES, Attempt, SendResult, Strategy
+from .state import MemoryStore, ResilientStore, StateStore, open_store
 
 if TYPE_CHECKING:
     from .config import MailerConfig
@@ -50,8 +50,6 @@ if TYPE_CHECKING:
 __all__ = ["Attempt", "FailoverMailer", "SendResult"]
 
 logger = logging.getLogger("mailfailover")
-
-_LOUD_REASONS = frozenset({"auth", "account", "bug"})
 
 
 @attrs.frozen(eq=False)
@@ -63,7 +61,6 @@ class _Hooks:
 @attrs.define(eq=False)
 class _Slot:
     driver: Driver
-    breaker: Breaker
     key: Any = None
 
 
@@ -72,6 +69,23 @@ class _Chain:
     slots: tuple[_Slot, ...]
     users: int = 0
     retired: list[Driver] | None = None
+
+
+def _shared_store(
+    state: str | Mapping[str, Any] | StateStore | None, clock: Callable[[], float]
+) -> StateStore:
+    """The store behind the mailer's health: a private one on ``clock`` by default; any
+    other is wrapped so that a store that fails never stops mail."""
+    if state is None:
+        return MemoryStore(clock=clock)
+    store = open_store(state)
+    if isinstance(store, (MemoryStore, ResilientStore)):
+        return store
+    return ResilientStore(store)
+
+
+def _digest(key: object) -> str:
+    return hashlib.sha256(str(key).encode()).hexdigest()[:16]
 
 
 class FailoverMailer:
@@ -87,6 +101,7 @@ class FailoverMailer:
         deadline: float | None = None,
         on_attempt: Callable[[Message, Attempt], object] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        state: str | Mapping[str, Any] | StateStore | None = None,
     ) -> None:
         drivers = list(drivers)
         if not drivers:
@@ -104,8 +119,13 @@ class FailoverMailer:
         self._hooks: tuple[_Hooks, ...] = ()
         self._clock = clock
         self._lock = threading.Lock()
-        self._rotation = itertools.count()
-        self._chain = _Chain(tuple(_Slot(d, self._new_breaker()) for d in drivers))
+        self._owns_store = not isinstance(state, StateStore)
+        self.store: StateStore = _shared_store(state, clock)
+        self._board = HealthBoard(
+            self.store, names, failure_threshold=failure_threshold, cooldown=self.cooldown,
+            clock=clock,
+        )  # fmt: skip
+        self._chain = _Chain(tuple(_Slot(d) for d in drivers))
         self._source: Any = None
         self._overrides: dict[str, Any] = {}
         self._closed = False
@@ -124,9 +144,6 @@ class FailoverMailer:
             raise ValueError("cooldown may not be negative")
         if deadline is not None and deadline <= 0:
             raise ValueError("deadline must be positive")
-
-    def _new_breaker(self) -> Breaker:
-        return Breaker(failure_threshold=self.failure_threshold, cooldown=self.cooldown)
 
     # -- construction from configuration ---------------------------------------------------
 
@@ -183,6 +200,7 @@ class FailoverMailer:
         with self._lock:
             current = {slot.key: slot for slot in self._chain.slots}
         created: list[Driver] = []
+        changed: list[tuple[str, str]] = []
         slots: list[_Slot] = []
         try:
             for spec in config.drivers:
@@ -192,7 +210,9 @@ class FailoverMailer:
                     continue
                 driver = build_driver(spec)
                 created.append(driver)
-                slots.append(_Slot(driver, Breaker(threshold, cooldown), spec.key))
+                slots.append(_Slot(driver, spec.key))
+                if spec.name in {slot.driver.name for slot in current.values()}:
+                    changed.append((spec.name, _digest(spec.key)))
         except BaseException:
             for driver in created:
                 driver.close()
@@ -202,12 +222,13 @@ class FailoverMailer:
             old = self._chain
             self.strategy, self.failure_threshold, self.cooldown = strategy, threshold, cooldown
             self.deadline = options.get("deadline")
-            for slot in slots:
-                slot.breaker.failure_threshold, slot.breaker.cooldown = threshold, cooldown
+            self._board.configure([s.driver.name for s in slots], threshold, cooldown)
             self._chain = _Chain(tuple(slots))
             old.retired = [s.driver for s in old.slots if id(s) not in kept_ids]
             close_now = old.retired if old.users == 0 else []
             self.config = config
+        for name, digest in changed:
+            self._board.reset_changed(name, digest)
         for driver in close_now:
             driver.close()
         logger.info("configuration reloaded: %s", ", ".join(s.driver.name for s in slots))
@@ -234,11 +255,11 @@ class FailoverMailer:
             chain = self._chain
             chain.users += 1
             slots = list(chain.slots)
-            if self.strategy == "round_robin":
-                start = next(self._rotation) % len(slots)
-                slots = slots[start:] + slots[:start]
-            deadline = self.deadline
+            strategy, deadline = self.strategy, self.deadline
         try:
+            if strategy == "round_robin":  # outside the lock: the position may be a store call
+                start = self._board.next_position() % len(slots)
+                slots = slots[start:] + slots[:start]
             result = self._send(message, slots, deadline)
         except (MessageRejected, AllProvidersFailed) as exc:
             self._notify(message, exc)
@@ -281,141 +302,14 @@ class FailoverMailer:
                     logger.exception("an on_result hook raised; the send goes on")
 
     def _send(self, message: Message, slots: list[_Slot], deadline: float | None) -> SendResult:
-        attempts: list[Attempt] = []
-        end = None if deadline is None else self._clock() + deadline
-        with self._lock:
-            now = self._clock()
-            any_ready = any(slot.breaker.until is None or
-                            (now >= slot.breaker.until and not slot.breaker.probing)
-                            for slot in slots)  # fmt: skip
-        deferred: list[_Slot] = []
-        if any_ready:
-            for slot in slots:
-                if end is not None and self._clock() >= end:
-                    raise self._out_of_time(attempts)
-                with self._lock:
-                    now = self._clock()
-                    acquired = slot.breaker.acquire(now)
-                    until = slot.breaker.until
-                if not acquired:
-                    deferred.append(slot)
-                    left = 0.0 if until is None else until - now
-                    why = f"cooling down ({left:.1f} s left)" if left > 0 else "probe in progress"
-                    self._record(
-                        message, attempts, Attempt(slot.driver.name, "skipped", reason=why)
-                    )
-                    continue
-                result = self._attempt(message, slot, attempts, end)
-                if result is not None:
-                    return result
-        else:
-            deferred = list(slots)
-        if deferred:
-            with self._lock:
-                deferred.sort(key=lambda s: s.breaker.opened_at or 0.0)
-            for slot in deferred:
-                if end is not None and self._clock() >= end:
-                    raise self._out_of_time(attempts)
-                with self._lock:
-                    slot.breaker.force()
-                result = self._attempt(message, slot, attempts, end)
-                if result is not None:
-                    return result
-        raise AllProvidersFailed(attempts)
+        drivers = [slot.driver for slot in slots]
+        steps = failover(
+            message, drivers, self._board, deadline=deadline, clock=self._clock,
+            record=functools.partial(self._record, message),
+        )  # fmt: skip
+        return run(steps, message)
 
-    @staticmethod
-    def _out_of_time(attempts: list[Attempt]) -> AllProvidersFailed:
-        return AllProvidersFailed(attempts, reason="the send deadline ran out")
-
-    def _attempt(
-        self, message: Message, slot: _Slot, attempts: list[Attempt], end: float | None
-    ) -> SendResult | None:
-        driver, breaker = slot.driver, slot.breaker
-        started = self._clock()
-        settled = False
-        try:
-            budget = None if end is None else max(end - started, 0.001)
-            with deadline_scope(budget):
-                receipt = driver.send(message)
-        except UnsupportedFeature as exc:
-            exc.with_driver(driver.name)
-            with self._lock:
-                breaker.release()
-            settled = True
-            logger.info("%s skipped: %s", driver.name, exc.detail)
-            self._record(message, attempts, Attempt(
-                driver.name, "skipped", exc, self._clock() - started, reason="unsupported"
-            ))  # fmt: skip
-            return None
-        except MessageRejected as exc:
-            exc.with_driver(driver.name)
-            with self._lock:
-                breaker.answered()
-            settled = True
-            logger.warning("%s rejected the message: %s", driver.name, exc.detail)
-            self._record(message, attempts, Attempt(
-                driver.name, "rejected", exc, self._clock() - started
-            ))  # fmt: skip
-            exc.attempts = tuple(attempts)
-            raise
-        except Exception as exc:
-            error = self._as_unavailable(driver, exc)
-            with self._lock:
-                # A timeout cools the driver down at once: each further try would make a
-                # message wait a whole timeout before failing over.
-                breaker.failure(
-                    self._clock(),
-                    f"{error.reason}: {error.detail}"[:300],
-                    error.retry_after,
-                    trip=error.reason == "timeout",
-                )
-            settled = True
-            level = logging.ERROR if error.reason in _LOUD_REASONS else logging.WARNING
-            logger.log(
-                level, "%s unavailable (%s%s): %s", driver.name, error.reason,
-                ", ambiguous" if error.ambiguous else "", error.detail,
-            )  # fmt: skip
-            self._record(message, attempts, Attempt(
-                driver.name, "unavailable", error, self._clock() - started
-            ))  # fmt: skip
-            return None
-        finally:
-            if not settled:  # KeyboardInterrupt and friends: give the probe back
-                with self._lock:
-                    if breaker.probing and breaker.until is not None:
-                        breaker.release()
-        with self._lock:
-            breaker.success()
-        attempt = Attempt(driver.name, "sent", None, self._clock() - started)
-        self._record(message, attempts, attempt)
-        first = attempts[0]
-        if first.driver != driver.name:
-            why = getattr(first.error, "reason", None) or first.reason
-            logger.warning("failover: %s delivered a message after %s was %s%s", driver.name,
-                           first.driver, first.outcome, f" ({why})" if why else "")  # fmt: skip
-        return SendResult(
-            driver=driver.name,
-            message_id=receipt.message_id or message.message_id,
-            attempts=tuple(attempts),
-            receipt=receipt,
-        )
-
-    @staticmethod
-    def _as_unavailable(driver: Driver, exc: Exception) -> ProviderUnavailable:
-        if isinstance(exc, ProviderUnavailable):
-            exc.with_driver(driver.name)
-            return exc
-        if isinstance(exc, DeliveryError):
-            return ProviderUnavailable(exc.detail, reason="server_error", driver=driver.name,
-                                       status=exc.status)  # fmt: skip
-        logger.error("%s raised %s: this is a bug in the driver", driver.name,
-                     type(exc).__name__, exc_info=exc)  # fmt: skip
-        return ProviderUnavailable(
-            f"driver bug: {type(exc).__name__}", reason="bug", driver=driver.name
-        )
-
-    def _record(self, message: Message, attempts: list[Attempt], attempt: Attempt) -> None:
-        attempts.append(attempt)
+    def _record(self, message: Message, attempt: Attempt) -> None:
         hooks = [self.on_attempt, *(h.on_attempt for h in self._hooks)]
         for hook in hooks:
             if hook is None:
@@ -448,9 +342,7 @@ class FailoverMailer:
 
     def health(self) -> list[DriverHealth]:
         """Each driver's state, in configured order."""
-        with self._lock:
-            now = self._clock()
-            return [slot.breaker.snapshot(slot.driver.name, now) for slot in self._chain.slots]
+        return self._board.snapshot()
 
     def _release_chain(self, chain: _Chain) -> None:
         with self._lock:
@@ -473,6 +365,8 @@ class FailoverMailer:
                 driver.close()
             except Exception:
                 logger.exception("closing %s failed", driver.name)
+        if self._owns_store:
+            self.store.close()  # closes connections; the shared state stays as it is
 
     def __enter__(self) -> FailoverMailer:
         return self
