@@ -1,0 +1,123 @@
+"""One process of a fleet sharing a state store: ``python fleet_worker.py OPTIONS``.
+
+Builds a mailer ``[primary (postmark at --primary), backup]`` on ``--state``, says it is
+ready (``--ready`` file), waits for the ``--go`` file, then sends ``--count`` messages (or
+for ``--duration`` seconds), one at a time, ``--interval`` apart. Prints one JSON object:
+every attempt that reached a driver (wall-clock start and end, driver, outcome), what was
+sent or failed, and the mailfailover log lines. The test that runs it kills it by pid if it
+ever outlives its timeout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from typing import Any
+
+from mailfailover import Attempt, FailoverMailer, MailError, Message, MemoryDriver
+from mailfailover.registry import load_driver
+from mailfailover.state import ResilientStore, open_store
+
+
+class Collect(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(f"{record.levelname} {record.getMessage()}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--state", required=True)
+    parser.add_argument("--namespace", default="mailfailover")
+    parser.add_argument("--ident", default="0")
+    parser.add_argument("--primary", required=True, help="base URL of the primary")
+    parser.add_argument("--backup", help="base URL of an HTTP backup (else a memory driver)")
+    parser.add_argument("--timeout", type=float, default=0.3)
+    parser.add_argument("--cooldown", type=float, default=1.0)
+    parser.add_argument("--threshold", type=int, default=2)
+    parser.add_argument("--strategy", default="failover")
+    parser.add_argument("--count", type=int)
+    parser.add_argument("--duration", type=float)
+    parser.add_argument("--interval", type=float, default=0.02)
+    parser.add_argument("--retry-interval", type=float, default=0.5)
+    parser.add_argument("--ready")
+    parser.add_argument("--go")
+    options = parser.parse_args()
+
+    collect = Collect()
+    logger = logging.getLogger("mailfailover")
+    logger.addHandler(collect)
+    logger.setLevel(logging.DEBUG)
+
+    postmark = load_driver("postmark")
+    settings = {"server_token": "FAKE-postmark-KEY", "timeout": options.timeout,
+                "connect_timeout": options.timeout}  # fmt: skip
+    primary = postmark(name="primary", base_url=options.primary, **settings)
+    backup: Any = (
+        postmark(name="backup", base_url=options.backup, **settings)
+        if options.backup
+        else MemoryDriver(name="backup")
+    )
+    store: Any = open_store(options.state, namespace=options.namespace)
+    if not options.state.startswith("memory:"):
+        store = ResilientStore(store, retry_interval=options.retry_interval)
+    attempts: list[list[Any]] = []
+
+    def on_attempt(message: Message, attempt: Attempt) -> None:
+        if attempt.outcome != "skipped" or attempt.error is not None:
+            end = time.time()
+            attempts.append([end - attempt.elapsed, end, attempt.driver, attempt.outcome])
+
+    mailer = FailoverMailer(
+        [primary, backup],
+        strategy=options.strategy,
+        failure_threshold=options.threshold,
+        cooldown=options.cooldown,
+        on_attempt=on_attempt,
+        state=store,
+    )
+    if options.ready:
+        with open(options.ready, "w") as ready:
+            ready.write(str(os.getpid()))
+    if options.go:
+        waited = time.monotonic() + 120
+        while not os.path.exists(options.go):
+            if time.monotonic() > waited:
+                sys.exit("no go file within 120 s")
+            time.sleep(0.005)
+    sent: dict[str, int] = {}
+    ids: list[str] = []
+    failed = 0
+    started = time.monotonic()
+    number = 0
+    while True:
+        if options.count is not None and number >= options.count:
+            break
+        if options.duration is not None and time.monotonic() - started >= options.duration:
+            break
+        message_id = f"<w{options.ident}-{number}@example.com>"
+        number += 1
+        message = Message("a@example.com", "b@example.com", "fleet", "x", message_id=message_id)
+        try:
+            result = mailer.send(message)
+        except MailError:
+            failed += 1
+        else:
+            sent[result.driver] = sent.get(result.driver, 0) + 1
+            ids.append(message_id)
+        time.sleep(options.interval)
+    mailer.close()
+    store.close()
+    json.dump({"attempts": attempts, "sent": sent, "ids": ids, "failed": failed,
+               "logs": collect.lines}, sys.stdout)  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
