@@ -11,9 +11,11 @@ against its health; :class:`~mailfailover.errors.MessageRejected` is ``rejected`
 once. Any other exception from a driver is a driver bug: logged with its traceback and
 treated as unavailable. When every driver that was ready failed (or none was ready), the
 cooling-down drivers are tried as a last resort, longest-cooled first: the mailer never
-refuses to try.
+refuses to try. Those semantics live once, in :mod:`mailfailover._failover`; this module
+drives them with blocking driver calls.
 
-One mailer serves many threads; its lock guards only health bookkeeping, never I/O.
+Health is shared through the mailer's state store (``state=``; see
+:mod:`mailfailover.health`). One mailer serves many threads; no lock is held during I/O.
 """
 
 from __future__ import annotations
@@ -89,7 +91,15 @@ def _digest(key: object) -> str:
 
 
 class FailoverMailer:
-    """Sends messages through an ordered list of drivers, failing over between them."""
+    """Sends messages through an ordered list of drivers, failing over between them.
+
+    ``state`` is where driver health is kept and shared: a store URL (``sqlite:///path``,
+    ``redis://host:6379/0``), ``{"url": ..., "namespace": ...}``, or a
+    :class:`~mailfailover.state.StateStore`. By default it is a private in-process store
+    driven by ``clock``. Any store but a ``MemoryStore`` is wrapped in a
+    :class:`~mailfailover.state.ResilientStore` (a failing store never stops mail). The
+    mailer closes a store it opened from a URL, never one passed in.
+    """
 
     def __init__(
         self,

@@ -18,7 +18,7 @@ import sys
 import time
 from typing import Any
 
-from mailfailover import Attempt, FailoverMailer, MailError, Message, MemoryDriver
+from mailfailover import Attempt, FailoverMailer, MailError, MemoryDriver, Message
 from mailfailover.registry import load_driver
 from mailfailover.state import ResilientStore, open_store
 

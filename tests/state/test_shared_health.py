@@ -132,7 +132,7 @@ def run_fleet(
 
 
 def primary_attempts(reports: list[dict[str, Any]]) -> list[tuple[float, float, str]]:
-    found = [(s, e, outcome) for r in reports for s, e, d, outcome in r["attempts"] if d == "primary"]
+    found = [(s, e, o) for r in reports for s, e, d, o in r["attempts"] if d == "primary"]
     return sorted(found)
 
 
