@@ -4,7 +4,7 @@
   order in one namespace, in an empty working directory, with no network (only loopback
   connections are allowed). A block preceded by ``<!-- skip-test -->`` is not run; that is
   for blocks needing real provider credentials only.
-- Every fenced ``yaml`` block of docs/configuration.md and docs/drivers/*.md parses; full
+- Every fenced ``yaml`` block of docs/configuration.md, deployment.md, drivers/*.md parses; full
   configurations (and fragments of one) pass ``load_config`` with every ``${VAR}`` set to
   a dummy, and their drivers are built, so setting names in the docs are real ones.
 - Every ``mailfailover ...`` command in the docs' shell blocks parses with the CLI's own
@@ -90,7 +90,9 @@ PYTHON_DOCS = [
     # design.md is the contract's twin: its python blocks are signatures, not examples.
     if _has_python(path) and path.name != "design.md"
 ]
-YAML_DOCS = _markdown(DOCS / "configuration.md", *sorted((DOCS / "drivers").glob("*.md")))
+YAML_DOCS = _markdown(
+    DOCS / "configuration.md", DOCS / "deployment.md", *sorted((DOCS / "drivers").glob("*.md"))
+)
 SHELL_DOCS = _markdown(ROOT / "README.md", *sorted(DOCS.glob("*.md")))
 
 

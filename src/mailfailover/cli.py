@@ -1,5 +1,5 @@
-"""The ``mailfailover`` command: ``send``, ``check``, ``drivers``, ``serve``, ``worker`` and
-``queue`` (the last two in :mod:`mailfailover._cli_queue`).
+"""The ``mailfailover`` command: ``send``, ``check``, ``drivers``, ``health``, ``serve``,
+``worker`` and ``queue`` (the last two in :mod:`mailfailover._cli_queue`).
 
 Exit codes: 0 sent (or the config is valid), 1 rejected or every provider failed,
 2 usage, invalid message or configuration error.
@@ -77,6 +77,11 @@ def _parser() -> argparse.ArgumentParser:
     check = commands.add_parser("check", help="validate a configuration and build its drivers")
     _common(check)
 
+    health = commands.add_parser(
+        "health", help="each driver's state as the configured state store holds it"
+    )
+    _common(health)
+
     drivers = commands.add_parser("drivers", help="list installed drivers")
     drivers.add_argument("--json", action="store_true", help="machine-readable output")
 
@@ -114,6 +119,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _drivers(args)
         if args.command in _cli_queue.COMMANDS:
             return _cli_queue.run(args)
+        if args.command == "health":
+            return _health(args)
         return _serve(args)
     except (ConfigError, InvalidMessage) as exc:
         _fail(args, exc)
@@ -354,6 +361,46 @@ def _check(args: argparse.Namespace) -> int:
     finally:
         for driver in drivers:
             driver.close()
+    return EXIT_OK
+
+
+def _health(args: argparse.Namespace) -> int:
+    """Read every configured driver's shared health record; build no driver, write nothing."""
+    from .health import read_health
+    from .state import StoreError, open_store
+
+    config = load_config(args.config)
+    store = open_store(config.state if config.state is not None else "memory://")
+    try:
+        states = read_health(store, [d.name for d in config.drivers])
+    except StoreError as exc:
+        message = f"the state store {store.url} did not answer: {exc}"
+        if args.json:
+            print(json.dumps({"status": "error", "error": EXIT_FAILED, "message": message}))
+        else:
+            print(f"mailfailover: {message}", file=sys.stderr)
+        return EXIT_FAILED
+    finally:
+        store.close()
+    drivers = [
+        {key: value for key, value in h.to_dict().items() if key not in ("sent", "failed")}
+        for h in states
+    ]
+    healthy = sum(1 for d in drivers if d["state"] == "healthy")
+    status = "ok" if healthy == len(drivers) else ("degraded" if healthy else "down")
+    if args.json:
+        print(json.dumps({"status": status, "store": store.url, "namespace": store.namespace,
+                          "drivers": drivers}))  # fmt: skip
+        return EXIT_OK
+    print(f"{status} ({store.url}, namespace {store.namespace})")
+    width = max(len(d["name"]) for d in drivers)  # type: ignore[arg-type]
+    for d in drivers:
+        line = f"  {d['name']:<{width}}  {d['state']:<12}  failures {d['consecutive_failures']}"
+        if d["state"] == "cooling_down":
+            line += f"  cooldown {d['cooldown_remaining']:.1f} s left"
+        if d["last_error"]:
+            line += f"  last error: {d['last_error']}"
+        print(line)
     return EXIT_OK
 
 

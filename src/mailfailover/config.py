@@ -5,8 +5,8 @@ The format is the original service's ``config/mail.yml``: a ``drivers`` list of
 ``strategy``, ``failure_threshold``, ``cooldown``, ``timeout``, ``deadline``, an ``http``
 section for the HTTP adapter, ``state`` (the state store's URL) and a ``queue`` section for
 queued delivery (:mod:`mailfailover.celery`). Typos are caught at load time: unknown keys
-and unknown settings are errors naming the file and the driver. Error text never echoes a value from
-the file or the environment, since values are where secrets live.
+and unknown settings are errors naming the file and the driver. Error text never echoes a
+value from the file or the environment, since values are where secrets live.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import attrs
 import yaml
@@ -205,6 +206,7 @@ class MailerConfig:
             "failure_threshold": self.failure_threshold,
             "cooldown": self.cooldown,
             "deadline": self.deadline,
+            "state": self.state,
         }
         return {key: value for key, value in options.items() if value is not None}
 
@@ -567,7 +569,9 @@ def _token(source: str, section: Mapping[str, Any], key: str) -> str | None:
 
 
 def _state_spec(source: str, value: Any) -> str | Mapping[str, Any] | None:
-    """Check the shape of ``state:``; the store is opened (and its URL parsed) only when used."""
+    """Check ``state:`` (a URL, or ``{url, namespace}``): its shape, that a store backend
+    serves its scheme, and the namespace. The URL is never echoed (a password lives there);
+    the store is opened only when used."""
     if value is None:
         return None
     url = value.get("url") if isinstance(value, Mapping) else value
@@ -577,11 +581,25 @@ def _state_spec(source: str, value: Any) -> str | Mapping[str, Any] | None:
             "or a mapping with 'url' and 'namespace'",
             source=source,
         )
+    from .state import store_schemes
+
+    scheme = urlsplit(url).scheme.lower()
+    schemes = store_schemes()
+    if scheme not in schemes:
+        raise ConfigError(
+            f"'state': no store backend for {scheme!r}:// (installed: {', '.join(schemes)})",
+            source=source,
+        )
     if isinstance(value, Mapping):
         unknown = sorted(str(k) for k in value if k not in ("url", "namespace"))
         if unknown:
             raise ConfigError(f"unknown key 'state.{unknown[0]}' (known: namespace, url)",
                               source=source)  # fmt: skip
+        namespace = value.get("namespace", "mailfailover")
+        if not isinstance(namespace, str) or not re.fullmatch(r"[A-Za-z0-9_.:-]+", namespace):
+            raise ConfigError(
+                "'state.namespace' must be a word (letters, digits, _ . : -)", source=source
+            )
         return dict(value)
     return str(value)
 

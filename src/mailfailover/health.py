@@ -579,19 +579,35 @@ class HealthBoard:
         for name in names:
             entry = entries[name]
             record = HealthRecord() if entry is None else entry.record
-            state = record.state(now)
-            remaining = 0.0
-            if state is State.COOLING_DOWN and record.until is not None:
-                remaining = max(record.until - now, 0.0)
-            found.append(DriverHealth(
-                name=name, state=state, consecutive_failures=record.failures,
-                cooldown_remaining=remaining, sent=counts[name][0], failed=counts[name][1],
-                last_error=record.last_error,
-            ))  # fmt: skip
+            found.append(_describe(name, record, now, counts[name]))
         return found
 
 
+def _describe(name: str, record: HealthRecord, now: float, counts: Sequence[int]) -> DriverHealth:
+    state = record.state(now)
+    remaining = 0.0
+    if state is State.COOLING_DOWN and record.until is not None:
+        remaining = max(record.until - now, 0.0)
+    return DriverHealth(
+        name=name, state=state, consecutive_failures=record.failures,
+        cooldown_remaining=remaining, sent=counts[0], failed=counts[1],
+        last_error=record.last_error,
+    )  # fmt: skip
+
+
 def read_health(store: StateStore, names: Sequence[str]) -> list[DriverHealth]:
-    """Each named driver's state as ``store`` holds it (for ``mailfailover health``)."""
-    board = HealthBoard(store, names, failure_threshold=1, cooldown=0.0, clock=store.now)
-    return board.snapshot()
+    """Each named driver's state as ``store`` holds it, for ``mailfailover health``.
+
+    One read; raises :class:`StoreError` when the store does not answer. ``sent`` and
+    ``failed`` are 0: they are per-process counters that no store holds.
+    """
+    values = store.get_many([KEY_PREFIX + name for name in names])
+    now = store.now()
+    found = []
+    for name, raw in zip(names, values, strict=True):
+        try:
+            record = HealthRecord.from_bytes(raw)
+        except ValueError:
+            record = HealthRecord(last_error="(the stored record is unreadable)")
+        found.append(_describe(name, record, now, (0, 0)))
+    return found

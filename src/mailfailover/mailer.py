@@ -203,6 +203,7 @@ class FailoverMailer:
         options = {**config.mailer_options(), **self._overrides}
         options.pop("on_attempt", None)
         options.pop("clock", None)
+        options.pop("state", None)  # the store is the process's: changing it needs a restart
         strategy = options.get("strategy", "failover")
         threshold = options.get("failure_threshold", 2)
         cooldown = float(options.get("cooldown", 30.0))
