@@ -371,3 +371,38 @@ def test_state_accepts_a_url(tmp_path: Any) -> None:
         assert mailer.send(simple_message()).driver == "A"
     finally:
         mailer.close()
+
+
+def test_a_send_waits_for_the_first_read_instead_of_assuming_healthy(clock: FakeClock) -> None:
+    """While one thread's first read of the records is on its way, another thread's send
+    must not take the empty copy for "every driver is healthy" (found with four gunicorn
+    workers on Redis: the first sends in a fresh worker's other threads hit a dead primary)."""
+    store = CountingStore(clock=clock)
+    other = HealthBoard(store, ["A"], failure_threshold=1, cooldown=60, clock=clock)
+    other.failed(Ticket("A", clock()), "timeout: down", None, trip=True)
+    reading, release = threading.Event(), threading.Event()
+
+    class SlowStore(CountingStore):
+        def get_many(self, keys: Iterable[str]) -> list[bytes | None]:
+            reading.set()
+            assert release.wait(10)
+            return store.get_many(keys)
+
+        def update(self, key: str, fn: Any, *, ttl: float | None = None) -> Any:
+            return store.update(key, fn, ttl=ttl)
+
+    a = Scripted("A")
+    mailer = FailoverMailer([a, Scripted("B")], clock=clock, state=SlowStore(clock=clock))
+    first = threading.Thread(target=mailer.send, args=(simple_message(),))
+    first.start()
+    assert reading.wait(10)
+    results: list[Any] = []
+    second = threading.Thread(target=lambda: results.append(mailer.send(simple_message())))
+    second.start()
+    second.join(0.2)
+    assert second.is_alive()  # waiting for the read, not sending
+    release.set()
+    for thread in (first, second):
+        thread.join(10)
+    assert outcomes(results[0]) == [("A", "skipped"), ("B", "sent")]
+    assert a.calls == 0

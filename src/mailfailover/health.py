@@ -80,6 +80,8 @@ LEASE_MARGIN = 5.0
 DEFAULT_PROBE_TIME = 60.0
 #: How much of a provider's error text the store keeps.
 MAX_ERROR_TEXT = 300
+#: Longest a send waits for another thread's first read of the records.
+FIRST_READ_WAIT = 2.0
 #: How many round-robin positions a process takes from the shared counter at once.
 ROTATION_BLOCK = 16
 
@@ -353,6 +355,9 @@ class HealthBoard:
         self._seq = 0
         self._fetched: float | None = None
         self._refreshing = False
+        # Set once the first read has come back (or failed): until then a send waits for
+        # it rather than take an empty copy for "every driver is healthy".
+        self._loaded = threading.Event()
         self._offset = 0.0  # store time minus the mailer's clock, as of the last refresh
         self._synced = False
         self._counts: dict[str, list[int]] = {}
@@ -433,6 +438,9 @@ class HealthBoard:
                 with self._lock:
                     self._fetched = self._clock()
                     self._refreshing = False
+                self._loaded.set()
+        elif not self._loaded.is_set():
+            self._loaded.wait(FIRST_READ_WAIT)
         with self._lock:
             entry = self._cache.get(name)
         return HealthRecord() if entry is None else entry.record

@@ -1,6 +1,6 @@
 """A fleet of real processes on one state store shares one breaker per driver.
 
-Four worker processes (``fleet_worker.py``) send through ``[primary, backup]``. With a
+Four worker processes (``bench/_fleet.py``) send through ``[primary, backup]``. With a
 shared store (sqlite, redis) the fleet pays about one primary timeout per cooldown window —
 exactly one probe at a time, fleet-wide — where ``memory://`` makes every process pay its
 own; a ``Retry-After`` one process saw keeps the others off; and a Redis server killed and
@@ -9,9 +9,7 @@ restarted mid-run loses and doubles nothing while the sending goes on.
 
 from __future__ import annotations
 
-import json
 import socket
-import subprocess
 import sys
 import threading
 import time
@@ -26,10 +24,10 @@ from redis_server import RedisServer
 from mailfailover.health import HealthRecord
 from mailfailover.state import open_store
 
-WORKER = str(Path(__file__).with_name("fleet_worker.py"))
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "bench"))
-from _servers import Answer, StandInServer  # noqa: E402 - bench/ is put on the path above
+from _fleet import run_fleet  # noqa: E402 - bench/ is put on the path above
+from _servers import Answer, StandInServer  # noqa: E402
 
 PROCESSES = 4
 T = 0.3  # the primary's timeout
@@ -86,49 +84,6 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return f"sqlite:///{tmp_path / 'state.db'}"
     server: RedisServer = request.getfixturevalue("redis_server")
     return server.url
-
-
-def run_fleet(
-    tmp_path: Path,
-    args: list[str],
-    *,
-    processes: int = PROCESSES,
-    timeout: float = 120,
-    during: Any = None,
-) -> list[dict[str, Any]]:
-    """Start ``processes`` workers, release them together, return their reports."""
-    run = tmp_path / f"run-{uuid.uuid4().hex[:6]}"
-    run.mkdir()
-    go = run / "go"
-    procs = []
-    try:
-        for i in range(processes):
-            procs.append(subprocess.Popen(
-                [sys.executable, WORKER, "--ident", str(i), "--ready", str(run / f"ready{i}"),
-                 "--go", str(go), *args],
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            ))  # fmt: skip
-        limit = time.monotonic() + timeout
-        while not all((run / f"ready{i}").exists() for i in range(processes)):
-            for proc in procs:
-                if proc.poll() is not None:
-                    raise AssertionError(proc.communicate()[1].decode())
-            assert time.monotonic() < limit, "the workers did not start"
-            time.sleep(0.02)
-        go.touch()
-        if during is not None:
-            during()
-        reports = []
-        for proc in procs:
-            out, err = proc.communicate(timeout=max(limit - time.monotonic(), 1))
-            assert proc.returncode == 0, err.decode()
-            reports.append(json.loads(out))
-        return reports
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
 
 
 def primary_attempts(reports: list[dict[str, Any]]) -> list[tuple[float, float, str]]:

@@ -1,11 +1,13 @@
-"""One process of a fleet sharing a state store: ``python fleet_worker.py OPTIONS``.
+"""One process of a fleet sharing a state store: ``python bench/_fleet.py OPTIONS``.
+
+Used by ``bench/shared_state.py`` and ``tests/state/test_shared_health.py``.
 
 Builds a mailer ``[primary (postmark at --primary), backup]`` on ``--state``, says it is
 ready (``--ready`` file), waits for the ``--go`` file, then sends ``--count`` messages (or
 for ``--duration`` seconds), one at a time, ``--interval`` apart. Prints one JSON object:
 every attempt that reached a driver (wall-clock start and end, driver, outcome), what was
-sent or failed, and the mailfailover log lines. The test that runs it kills it by pid if it
-ever outlives its timeout.
+sent or failed, and the mailfailover log lines. Whoever runs it kills it by pid if it ever
+outlives its timeout; :func:`run_fleet` does all of this.
 """
 
 from __future__ import annotations
@@ -14,8 +16,12 @@ import argparse
 import json
 import logging
 import os
+import subprocess
 import sys
 import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from mailfailover import Attempt, FailoverMailer, MailError, MemoryDriver, Message
@@ -117,6 +123,54 @@ def main() -> None:
     store.close()
     json.dump({"attempts": attempts, "sent": sent, "ids": ids, "failed": failed,
                "logs": collect.lines}, sys.stdout)  # fmt: skip
+
+
+WORKER = os.path.abspath(__file__)
+
+
+def run_fleet(
+    workdir: Path,
+    args: list[str],
+    *,
+    processes: int = 4,
+    timeout: float = 120,
+    during: Callable[[], object] | None = None,
+) -> list[dict[str, Any]]:
+    """Start ``processes`` workers, release them together, return their reports."""
+    run = workdir / f"run-{uuid.uuid4().hex[:6]}"
+    run.mkdir()
+    go = run / "go"
+    procs = []
+    try:
+        for i in range(processes):
+            procs.append(subprocess.Popen(
+                [sys.executable, WORKER, "--ident", str(i), "--ready", str(run / f"ready{i}"),
+                 "--go", str(go), *args],
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            ))  # fmt: skip
+        limit = time.monotonic() + timeout
+        while not all((run / f"ready{i}").exists() for i in range(processes)):
+            for proc in procs:
+                if proc.poll() is not None:
+                    raise RuntimeError(proc.communicate()[1].decode())
+            if time.monotonic() > limit:
+                raise RuntimeError("the workers did not start")
+            time.sleep(0.02)
+        go.touch()
+        if during is not None:
+            during()
+        reports = []
+        for proc in procs:
+            out, err = proc.communicate(timeout=max(limit - time.monotonic(), 1))
+            if proc.returncode != 0:
+                raise RuntimeError(err.decode())
+            reports.append(json.loads(out))
+        return reports
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
 
 
 if __name__ == "__main__":
