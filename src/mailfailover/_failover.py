@@ -40,13 +40,14 @@ next driver without counting against health) is one row, not a new branch in eve
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Generator, Sequence
 from typing import Literal
 
 import attrs
 
-from .driver import Driver, Receipt
+from .driver import Driver, Receipt, deadline_scope
 from .errors import (
     AllProvidersFailed,
     DeliveryError,
@@ -190,7 +191,8 @@ def failover(
     def settle(driver: Driver, ticket: Ticket, answer: Answer, elapsed: float) -> SendResult | None:
         effect = EFFECTS[answer.kind]
         error = answer.error
-        _log(driver.name, answer)
+        if error is not None:
+            _log(driver.name, answer)
         if effect.health == "failure":
             assert isinstance(error, ProviderUnavailable)
             # A timeout cools the driver down at once: each further try would make a
@@ -227,7 +229,7 @@ def failover(
     if any(board.ready(d.name) for d in drivers):
         for driver in drivers:
             seconds = budget()
-            ticket = board.acquire(driver.name, probe_lease(seconds, _settings(driver)))
+            ticket = board.acquire(driver.name, functools.partial(_lease, seconds, driver))
             if isinstance(ticket, str):
                 deferred.append(driver)
                 note(Attempt(driver.name, "skipped", reason=ticket))
@@ -240,16 +242,16 @@ def failover(
     deferred.sort(key=lambda d: board.opened_at(d.name))
     for driver in deferred:
         seconds = budget()
-        ticket = board.force(driver.name, probe_lease(seconds, _settings(driver)))
+        ticket = board.force(driver.name, _lease(seconds, driver))
         result = yield from use(driver, ticket, seconds)
         if result is not None:
             return result
     raise AllProvidersFailed(attempts)
 
 
-def _settings(driver: Driver) -> dict[str, object] | None:
+def _lease(budget: float | None, driver: Driver) -> float:
     settings = getattr(driver, "settings", None)
-    return settings if isinstance(settings, dict) else None
+    return probe_lease(budget, settings if isinstance(settings, dict) else None)
 
 
 def _log(driver: str, answer: Answer) -> None:
@@ -266,8 +268,6 @@ def _log(driver: str, answer: Answer) -> None:
 
 def run(steps: Steps, message: Message) -> SendResult:
     """Drive ``steps`` with blocking ``driver.send`` calls: the threaded mailer's loop."""
-    from .driver import deadline_scope
-
     try:
         step = next(steps)
         while True:

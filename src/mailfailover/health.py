@@ -188,6 +188,9 @@ class HealthRecord:
         return record
 
 
+_HEALTHY = HealthRecord()
+
+
 def _number(value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise TypeError("not a finite number")
@@ -368,8 +371,9 @@ class HealthBoard:
 
     def now(self) -> float:
         """Store time, estimated from the mailer's clock between refreshes."""
-        if not self._synced:
-            self._sync_clock()
+        if self._synced:
+            return self._clock() + self._offset
+        self._sync_clock()
         return self._clock() + self._offset
 
     def _sync_clock(self) -> None:
@@ -427,8 +431,11 @@ class HealthBoard:
         """The local copy of ``name``'s record, refreshed if it is older than the interval."""
         now = self._clock()
         with self._lock:
-            stale = self._fetched is None or now - self._fetched >= self.refresh_interval
-            go = stale and not self._refreshing
+            fetched = self._fetched
+            if fetched is not None and now - fetched < self.refresh_interval:
+                entry = self._cache.get(name)  # the hot path: one lock, no store call
+                return _HEALTHY if entry is None else entry.record
+            go = not self._refreshing
             if go:
                 self._refreshing = True
         if go:
@@ -443,7 +450,7 @@ class HealthBoard:
             self._loaded.wait(FIRST_READ_WAIT)
         with self._lock:
             entry = self._cache.get(name)
-        return HealthRecord() if entry is None else entry.record
+        return _HEALTHY if entry is None else entry.record
 
     def _update(
         self, name: str, fn: Callable[[HealthRecord], tuple[HealthRecord | None, Any]]
@@ -475,8 +482,11 @@ class HealthBoard:
     def opened_at(self, name: str) -> float:
         return self.view(name).opened_at or 0.0
 
-    def acquire(self, name: str, lease: float) -> Ticket | str:
-        """A ticket to use the driver now, or why not: claims the probe after a cooldown."""
+    def acquire(self, name: str, lease: float | Callable[[], float]) -> Ticket | str:
+        """A ticket to use the driver now, or why not: claims the probe after a cooldown.
+
+        ``lease`` (seconds, or a function giving them) is how long a claimed probe is held.
+        """
         record, now = self.view(name), self.now()
         if record.until is None:
             return Ticket(name, now)
@@ -485,7 +495,8 @@ class HealthBoard:
         if record.probe_held(now):
             return "probe in progress"
         token = uuid.uuid4().hex
-        result = self._update(name, lambda r: claim_probe(r, now, token, lease))
+        seconds = lease() if callable(lease) else lease
+        result = self._update(name, lambda r: claim_probe(r, now, token, seconds))
         if result == "won":
             return Ticket(name, now, token)
         if result == "healthy" or result is None:  # None: the store did not answer
@@ -496,11 +507,12 @@ class HealthBoard:
         left = 0.0 if record.until is None else record.until - now
         return f"cooling down ({left:.1f} s left)"
 
-    def force(self, name: str, lease: float) -> Ticket:
+    def force(self, name: str, lease: float | Callable[[], float]) -> Ticket:
         """Use a cooling driver as a last resort; takes the probe if it is free."""
         now = self.now()
         token = uuid.uuid4().hex
-        result = self._update(name, lambda r: claim_probe(r, now, token, lease))
+        seconds = lease() if callable(lease) else lease
+        result = self._update(name, lambda r: claim_probe(r, now, token, seconds))
         return Ticket(name, now, token if result == "won" else None, forced=True)
 
     # -- what a send reports --------------------------------------------------------------
@@ -509,9 +521,10 @@ class HealthBoard:
         """The provider answered (delivered, or rejected the message: it is up either way)."""
         if delivered:
             self._count(ticket.name, 0)
-        record = self.view(ticket.name)
-        if ticket.token is None and record.until is None and record.failures == 0:
-            return  # nothing to change: no write on the healthy path
+        if ticket.token is None:
+            record = self.view(ticket.name)
+            if record.until is None and record.failures == 0:
+                return  # nothing to change: no write on the healthy path
         now = self.now()
         transition = self._update(
             ticket.name, lambda r: record_success(r, now, ticket.started, ticket.token)
