@@ -154,10 +154,20 @@ def connection_reset() -> Exception:
     return requests.ConnectionError(cause)
 
 
+def body_read_timeout() -> Exception:
+    """What ``requests`` raises when the read times out while the body is being read: a
+    ``ConnectionError`` (not a ``Timeout``) wrapping urllib3's ``ReadTimeoutError``."""
+    import requests
+    import urllib3.exceptions
+
+    return requests.ConnectionError(urllib3.exceptions.ReadTimeoutError(None, "/", "timed out"))  # type: ignore[arg-type]
+
+
 #: Transport failures every HTTP driver must map: (id, exception factory, reason, ambiguous).
 TRANSPORT_FAILURES: tuple[tuple[str, Any, str, bool], ...] = (
     ("connect-timeout", lambda: __import__("requests").ConnectTimeout(), "timeout", False),
     ("read-timeout", lambda: __import__("requests").ReadTimeout(), "timeout", True),
+    ("read-timeout-in-body", body_read_timeout, "timeout", True),
     ("refused", connection_refused, "connection", False),
     ("reset-after-send", connection_reset, "connection", True),
 )
@@ -238,8 +248,10 @@ class HttpDriverContractTests(DriverContractTests):
         return {}
 
     @pytest.mark.parametrize(
-        "fault", ["server", "rate_limited", "timeout", "refused", "connect-timeout", "reset"]
-    )
+        "fault",
+        ["server", "rate_limited", "timeout", "body-timeout", "refused", "connect-timeout",
+         "reset"],
+    )  # fmt: skip
     def test_contract_fails_over_to_a_memory_driver(
         self, contract_driver: Driver, fault: str
     ) -> None:
@@ -252,6 +264,8 @@ class HttpDriverContractTests(DriverContractTests):
             self._answer(status=429, json={"message": "slow down"}, headers={"Retry-After": "5"})
         elif fault == "timeout":
             self._answer(body=TRANSPORT_FAILURES[1][1]())
+        elif fault == "body-timeout":
+            self._answer(body=body_read_timeout())
         elif fault == "connect-timeout":
             self._answer(body=TRANSPORT_FAILURES[0][1]())
         elif fault == "reset":
