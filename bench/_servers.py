@@ -13,7 +13,8 @@ Everything here listens on 127.0.0.1 on a port the kernel picks, and nothing els
   ``base_url=server.url``; :func:`http_drivers` lists the rows whose driver is importable.
 * :func:`closed_port` (connections refused) and :func:`silent_listener` (connections
   accepted by the kernel, never answered).
-* ``python bench/_servers.py http [--flap SEED:UP_SHARE] [--id-pattern RE]`` / ``smtp``
+* ``python bench/_servers.py http [--flap SEED:UP_SHARE] [--id-pattern RE] [--latency S]``
+  / ``smtp``
   runs a server in its own process (so a client under test does not share a GIL, or
   tracemalloc, with its server), printing its port on the first line and exiting when its
   standard input closes; :func:`spawn` does this, :func:`stats` asks it what it received.
@@ -502,8 +503,10 @@ class StandInServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
         record: bool = True,
         id_pattern: bytes | None = None,
         hang_seconds: float = 10.0,
+        latency: float = 0.0,
     ) -> None:
         super().__init__((HOST, 0), _Handler)
+        self.latency = latency  # seconds to think before each answer, as a provider does
         self.record = record
         self.id_pattern = None if id_pattern is None else re.compile(id_pattern)
         self.hang_seconds = hang_seconds
@@ -593,6 +596,8 @@ class StandInServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
                 self.requests.append(
                     Request(handler.command, handler.path, dict(handler.headers), body)
                 )
+        if self.latency:
+            self._stopping.wait(self.latency)
         if behaviour == SUCCESS:
             # As a proxy, the request target is the absolute URL: route on its path.
             behaviour = _success(urllib.parse.urlsplit(handler.path).path, number)
@@ -754,9 +759,10 @@ def _serve_http(args: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="_servers.py http")
     parser.add_argument("--id-pattern", help="regex; /_stats lists each accepted body's match")
     parser.add_argument("--flap", metavar="SEED:UP_SHARE", help="go down and up at random")
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds before each answer")
     options = parser.parse_args(args)
     pattern = None if options.id_pattern is None else options.id_pattern.encode()
-    server = StandInServer(record=False, id_pattern=pattern)
+    server = StandInServer(record=False, id_pattern=pattern, latency=options.latency)
     server.start()
     flapper = None
     if options.flap:

@@ -13,6 +13,7 @@ interpolation produces to the declared type, and keeps ``secret`` ones out of ``
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import contextvars
 import hashlib
@@ -368,6 +369,18 @@ class Driver:
         """Deliver ``message`` or raise a :class:`~mailfailover.errors.DeliveryError`."""
         raise NotImplementedError
 
+    async def asend(self, message: Message) -> Receipt:
+        """:meth:`send` for an event loop; what :class:`~mailfailover.aio.AsyncFailoverMailer`
+        calls.
+
+        This default runs :meth:`send` in a worker thread (``asyncio.to_thread``, which
+        carries the mailer's deadline along), so every driver works under asyncio: SES and
+        third-party drivers included. HTTP drivers and SMTP override it with native async
+        I/O. A cancelled ``asend`` of this default stops waiting at once, but the thread
+        finishes its send (a thread cannot be interrupted): the message may still go out.
+        """
+        return await asyncio.to_thread(self.send, message)
+
     def close(self) -> None:
         """Release connections; safe to call more than once."""
 
@@ -400,6 +413,11 @@ class Driver:
 
                 replay = self.__dict__.setdefault("_webhook_replay", ReplayGuard())
         return spec.parse_request(self.name, self.settings, headers, body, url, now, replay)
+
+    async def aclose(self) -> None:
+        """:meth:`close` for an event loop; the default runs :meth:`close` in a thread (it
+        may say goodbye to a server)."""
+        await asyncio.to_thread(self.close)
 
     def check_limits(self, message: Message) -> None:
         """Raise :class:`UnsupportedFeature` for what this provider cannot carry."""

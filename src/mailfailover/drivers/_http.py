@@ -35,6 +35,7 @@ from ._wire import (
 )
 
 if TYPE_CHECKING:
+    from ._aiohttp import AiohttpTransport
     from ._requests import RequestsTransport
 
 __all__ = [
@@ -86,12 +87,25 @@ class HttpDriver(Driver):
     def __init__(self, *, name: str, **settings: Any) -> None:
         super().__init__(name=name, **settings)
         self.transport = self.make_transport()
+        self._async_transport: AiohttpTransport | None = None
 
     def make_transport(self) -> RequestsTransport:
         """The transport that carries requests; the ``requests`` one, imported here only."""
         from ._requests import RequestsTransport
 
         return RequestsTransport(pool_size=int(self.settings["pool_size"]) or 1)
+
+    @property
+    def async_transport(self) -> AiohttpTransport:
+        """The ``aiohttp`` transport :meth:`asend` uses, made on first use (extra ``async``)."""
+        if self._async_transport is None:
+            from ..driver import require
+
+            require("aiohttp", "async", driver=self.name)
+            from ._aiohttp import AiohttpTransport
+
+            self._async_transport = AiohttpTransport(pool_size=int(self.settings["pool_size"]) or 1)
+        return self._async_transport
 
     # -- what a provider module implements ---------------------------------------------
 
@@ -164,6 +178,24 @@ class HttpDriver(Driver):
         if 200 <= response.status < 300:
             return self.parse_success(response, message)
         raise self.error_for(response)
+
+    async def asend(self, message: Message) -> Receipt:
+        """:meth:`send` on the ``aiohttp`` transport: the same request, the same reading of
+        the answer, the same errors; only the I/O differs."""
+        request = self.prepare(message)
+        return self.read_answer(await self.apost(request), message)
+
+    async def apost(self, request: HttpRequest) -> HttpResponse:
+        """:meth:`post` on the ``aiohttp`` transport; the mailer's deadline also bounds the
+        whole exchange."""
+        return await self.async_transport.send(
+            request,
+            url=self.base_url + request.path,
+            timeout=self.timeouts(),
+            total=remaining_time(),
+            driver=self.name,
+            secrets=self.secret_values(),
+        )
 
     def post(self, request: HttpRequest) -> HttpResponse:
         """Send ``request``; every transport failure leaves as :class:`ProviderUnavailable`."""
@@ -278,6 +310,13 @@ class HttpDriver(Driver):
 
     def close(self) -> None:
         self.transport.close()
+        if self._async_transport is not None:
+            self._async_transport.close()
+
+    async def aclose(self) -> None:
+        self.transport.close()
+        if self._async_transport is not None:
+            await self._async_transport.aclose()
 
 
 def _json_text(body: Any) -> str:

@@ -33,8 +33,8 @@ import requests.utils
 import urllib3.exceptions as u3
 
 from .._version import __version__
-from ..driver import shows_secret
 from ..errors import ProviderUnavailable, Reason
+from ._boundary import OS_ERRORS, chained, lookup
 from ._wire import HttpRequest, HttpResponse, encode_json
 
 __all__ = ["REQUESTS_ERRORS", "URLLIB3_ERRORS", "RequestsTransport", "transport_error"]
@@ -117,14 +117,6 @@ URLLIB3_ERRORS: Mapping[type[BaseException], tuple[Reason, bool]] = {
     u3.UnrewindableBodyError: ("bug", False),
 }
 
-#: Standard library errors found as causes (requests wraps bare OSErrors).
-_OS_ERRORS: Mapping[type[BaseException], tuple[Reason, bool]] = {
-    ConnectionRefusedError: ("connection", False),
-    TimeoutError: ("timeout", True),  # also socket.timeout
-    OSError: ("connection", True),
-    http.client.HTTPException: ("connection", True),  # RemoteDisconnected, BadStatusLine
-}
-
 #: What the boundary catches: requests' root, urllib3's (requests lets some through bare),
 #: and OSError (socket errors no library wrapped).
 CAUGHT: tuple[type[BaseException], ...] = (requests.RequestException, u3.HTTPError, OSError)
@@ -186,10 +178,7 @@ class RequestsTransport:
             )
         except CAUGHT as exc:
             failure = exc
-        error = transport_error(failure, driver)
-        if error.reason == "bug" or shows_secret(failure, secrets):
-            raise error from None
-        raise error from failure
+        raise chained(transport_error(failure, driver), failure, secrets)
 
     def _use_environment(self, url: str) -> None:
         """Apply the proxy and CA-bundle variables requests would read per request."""
@@ -212,7 +201,7 @@ def transport_error(exc: BaseException, driver: str) -> ProviderUnavailable:
 def classify_transport(exc: BaseException) -> tuple[Reason, bool]:
     """``(reason, ambiguous)`` for an exception raised by a send."""
     if isinstance(exc, requests.RequestException):
-        reason, ambiguous, by_cause = _lookup(REQUESTS_ERRORS, exc)
+        reason, ambiguous, by_cause = lookup(REQUESTS_ERRORS, exc)
         if not by_cause:
             return reason, ambiguous
         cause: Any = exc.args[0] if exc.args else None
@@ -227,19 +216,12 @@ def _by_cause(cause: Any, fallback: tuple[Reason, bool]) -> tuple[Reason, bool]:
         cause = cause.reason
     if not isinstance(cause, BaseException):
         return fallback
-    found = _lookup(URLLIB3_ERRORS, cause) if isinstance(cause, u3.HTTPError) else None
+    found = lookup(URLLIB3_ERRORS, cause) if isinstance(cause, u3.HTTPError) else None
     if found is None:
-        found = _lookup(_OS_ERRORS, cause) or _lookup(URLLIB3_ERRORS, cause) or fallback
+        found = lookup(OS_ERRORS, cause) or lookup(URLLIB3_ERRORS, cause) or fallback
     if found == ("connection", True) and _holds_timeout(cause):
         return "timeout", True  # the connection "broke" because the provider stopped answering
     return found
-
-
-def _lookup(table: Mapping[type[BaseException], Any], exc: BaseException) -> Any:
-    for cls in type(exc).__mro__:
-        if cls in table:
-            return table[cls]
-    return None
 
 
 def _holds_timeout(exc: BaseException) -> bool:
