@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -74,3 +75,34 @@ def test_metrics_token_over_a_socket(tmp_path: Path) -> None:
         )
         assert refused.status_code == 401
         assert "scrape-t0ken" not in server.output()
+
+
+def test_with_a_sqlite_state_every_worker_shows_every_attempt(tmp_path: Path) -> None:
+    """The status page's record is shared: once two workers have sent, any answer of
+    /health?recent=1 holds all the attempts, so it holds another worker's."""
+    config = {**CONFIG, "state": f"sqlite:///{tmp_path / 'state.db'}"}
+    with running_server(tmp_path, config, workers=3) as server:
+        found = re.search(r"metrics of every worker add up in (\S+)", server.output())
+        assert found, server.output()
+        directory = Path(found.group(1))
+        sent = 0
+        with ThreadPoolExecutor(BATCH) as pool:
+            for _ in range(MAX_ROUNDS):
+                assert list(pool.map(_send, [server.url] * BATCH)) == [200] * BATCH
+                sent += BATCH
+                if len(list(directory.glob("counter_*.db"))) >= 2:
+                    break
+        assert len(list(directory.glob("counter_*.db"))) >= 2, "one worker sent everything"
+        expected = min(sent, 100)
+        deadline = time.monotonic() + 30
+        answers: list[dict[str, object]] = []
+        while time.monotonic() < deadline:
+            answers = [requests.get(server.url + "/health?recent=1", timeout=10).json()
+                       for _ in range(4)]  # fmt: skip
+            if all(len(a["recent"]) == expected for a in answers):  # type: ignore[arg-type]
+                break
+            time.sleep(0.2)
+        for answer in answers:
+            assert answer["recent_scope"] == "shared"
+            assert len(answer["recent"]) == expected  # type: ignore[arg-type]
+            assert answer["drivers"][0]["last_success"] is not None  # type: ignore[index]

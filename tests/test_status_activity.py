@@ -125,3 +125,14 @@ def test_which_stores_are_shared(store: StateStore) -> None:
     assert shared_store(WithStore(MemoryStore())) is None  # type: ignore[arg-type]
     assert shared_store(WithStore(None)) is None  # type: ignore[arg-type]
     assert shared_store(object()) is None  # type: ignore[arg-type]
+
+
+def test_only_the_domains_of_the_to_addresses_are_kept() -> None:
+    activity = Activity()
+    tricky = simple_message(
+        to=['"ann@fake.example" <Ann@Real.Example>', "bob@bücher.example", "c@real.example",
+            "d@four.example", "e@five.example"],
+        cc="carol@cc.example",
+    )  # fmt: skip
+    activity.record(tricky, sent("a"))
+    assert activity.recent()[0]["domains"] == ["real.example", "bücher.example", "four.example"]

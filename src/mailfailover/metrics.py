@@ -22,7 +22,7 @@ from __future__ import annotations
 import threading
 import weakref
 from collections.abc import Callable, Iterable, Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ._labels import OTHER, OUTCOMES, REASONS, attempt_outcome, attempt_reason
 from .errors import AllProvidersFailed, MailError, MessageRejected, MissingDependency
@@ -138,6 +138,16 @@ class Metrics:
         registry.register(self.states)
         self._lock = threading.Lock()
         self._instrumented: weakref.WeakSet[FailoverMailer] = weakref.WeakSet()
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
+
+    def _child(self, metric: Any, *labels: str) -> Any:
+        """``metric.labels(*labels)``, remembered: label values are bounded, and looking a
+        child up in prometheus_client on every attempt costs more than the count itself."""
+        key = (id(metric), labels)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*labels)
+        return found
 
     def instrument(self, mailer: FailoverMailer) -> Callable[[], None]:
         """Count ``mailer``'s attempts and messages; returns a function that stops counting.
@@ -154,29 +164,38 @@ class Metrics:
         # this registry-wide object.
         ref = weakref.ref(mailer)
 
+        # Names seen in the mailer's configuration (a reload may add some): checked once.
+        known: set[str] = set()
+
         def driver_label(name: str) -> str:
+            if name in known:
+                return name
             current = ref()
-            names = () if current is None else (d.name for d in current.drivers)
-            return name if name in names else OTHER
+            if current is not None and name in {d.name for d in current.drivers}:
+                known.add(name)
+                return name
+            return OTHER
+
+        child = self._child
 
         def on_attempt(message: Message, attempt: Attempt) -> None:
             driver = driver_label(attempt.driver)
             outcome = attempt_outcome(attempt)
-            self.attempts.labels(driver, outcome, attempt_reason(attempt)).inc()
+            child(self.attempts, driver, outcome, attempt_reason(attempt)).inc()
             if outcome in ("sent", "unavailable", "rejected"):
-                self.send_seconds.labels(driver).observe(max(attempt.elapsed, 0.0))
+                child(self.send_seconds, driver).observe(max(attempt.elapsed, 0.0))
 
         def on_result(message: Message, outcome: SendResult | MailError) -> None:
             if isinstance(outcome, SendResult):
-                self.messages.labels("sent").inc()
+                child(self.messages, "sent").inc()
                 if outcome.attempts and outcome.attempts[0].driver != outcome.driver:
-                    self.failovers.labels(driver_label(outcome.driver)).inc()
+                    child(self.failovers, driver_label(outcome.driver)).inc()
             elif isinstance(outcome, MessageRejected):
-                self.messages.labels("rejected").inc()
+                child(self.messages, "rejected").inc()
             elif isinstance(outcome, AllProvidersFailed):
-                self.messages.labels("failed").inc()
+                child(self.messages, "failed").inc()
             else:
-                self.messages.labels(OTHER).inc()
+                child(self.messages, OTHER).inc()
 
         remove = mailer.add_hooks(on_attempt, on_result=on_result)
 

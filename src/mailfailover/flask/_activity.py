@@ -25,7 +25,7 @@ from typing import Any
 
 from .._labels import attempt_outcome, attempt_reason
 from ..mailer import Attempt, FailoverMailer
-from ..message import Message, parse_mailbox
+from ..message import Message
 
 __all__ = ["FLUSH_SECONDS", "RECENT", "Activity", "shared_store"]
 
@@ -46,13 +46,14 @@ Times = dict[str, dict[str, float]]
 def _domains(message: Message) -> list[str]:
     domains: list[str] = []
     for address in message.to:
-        try:
-            domain = parse_mailbox(address).domain.lower()
-        except ValueError:  # pragma: no cover - a Message holds only valid addresses
-            continue
+        # A Message holds only valid single mailboxes, "addr" or "Name <addr>": the domain
+        # follows the last "@" (a display name's "@" is always before the address).
+        domain = address.rpartition("@")[2].rstrip("> \t").lower()
         if domain not in domains:
             domains.append(domain)
-    return domains[:_MAX_DOMAINS]
+            if len(domains) == _MAX_DOMAINS:
+                break
+    return domains
 
 
 def _load(raw: bytes | None, default: Any) -> Any:
@@ -68,10 +69,12 @@ def _dump(value: Any) -> bytes:
     return json.dumps(value, separators=(",", ":")).encode("utf-8")
 
 
+_TIME_FIELDS = {"sent": "last_success", "unavailable": "last_failure", "rejected": "last_failure"}
+
+
 def _merge_times(into: Times, entries: Iterable[Entry]) -> Times:
     for entry in entries:
-        field = {"sent": "last_success", "unavailable": "last_failure",
-                 "rejected": "last_failure"}.get(entry["outcome"])  # fmt: skip
+        field = _TIME_FIELDS.get(entry["outcome"])
         if field is not None:
             times = into.setdefault(entry["driver"], {})
             times[field] = max(times.get(field, 0.0), entry["time"])
