@@ -203,6 +203,8 @@ def test_the_login_form() -> None:
     assert "data-health" in client.get("/").text
     too_big = client.post("/", data={"token": "x" * 5000})
     assert too_big.status_code == 413
+    empty = client.post("/", data=b"", content_type="application/x-www-form-urlencoded")
+    assert empty.status_code == 401 and "not valid" in empty.text
 
 
 def test_a_cookie_for_another_token_is_refused() -> None:

@@ -113,8 +113,10 @@ def status_view() -> flask.Response:
         if state.api_token is None:
             return _redirect()
         length = flask.request.content_length
-        if length is None or length > _LOGIN_LIMIT:
-            return _gate(413 if length else 411, "The login form sends only the token.")
+        if length is None:
+            return _gate(411, "The login form sends its token with a Content-Length.")
+        if length > _LOGIN_LIMIT:
+            return _gate(413, "The login form sends only the token.")
         given = flask.request.form.get("token", "")
         if given and same_token(given.encode("utf-8"), state.api_token):
             return _enter(state)
