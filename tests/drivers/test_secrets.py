@@ -10,14 +10,13 @@ causes and contexts included, is free of every fragment of the secret.
 from __future__ import annotations
 
 import re
-import socket
-import threading
 import traceback
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import responses
+from socket_servers import replying_server
 
 from mailfailover import ConfigError, DeliveryError, load_config
 from mailfailover.config import build_driver
@@ -117,30 +116,8 @@ def test_no_http_driver_chains_a_secret_into_the_traceback(module: str) -> None:
 @pytest.fixture
 def http_500_server() -> Iterator[int]:
     """A loopback server answering every HTTP request with a 500 (for botocore)."""
-    listener = socket.create_server(("127.0.0.1", 0))
-    listener.settimeout(0.2)
-    stop = threading.Event()
-
-    def serve() -> None:
-        while not stop.is_set():
-            try:
-                connection, _ = listener.accept()
-            except OSError:
-                continue
-            with connection:
-                connection.settimeout(2)
-                try:
-                    connection.recv(65536)
-                    connection.sendall(b"HTTP/1.1 500 Oops\r\nContent-Length: 0\r\n\r\n")
-                except OSError:
-                    pass
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    yield listener.getsockname()[1]
-    stop.set()
-    thread.join(5)
-    listener.close()
+    with replying_server(b"HTTP/1.1 500 Oops\r\nContent-Length: 0\r\n\r\n") as port:
+        yield port
 
 
 @pytest.mark.usefixtures("unchecked_secrets", "aws_env")

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import logging
-import socket
-import threading
 from collections.abc import Iterator
 
 import pytest
 from redis_server import RedisServer
+from socket_servers import replying_server, silent_server
 
 from mailfailover.state import ResilientStore, StoreError, open_store
 from mailfailover.testing import FakeClock
@@ -45,63 +44,15 @@ def test_kill_falls_back_with_one_warning_then_rejoins(
 @pytest.fixture
 def black_hole() -> Iterator[int]:
     """A loopback port that accepts connections and never answers."""
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(16)
-    held: list[socket.socket] = []
-    stop = threading.Event()
-
-    def accept() -> None:
-        server.settimeout(0.1)
-        while not stop.is_set():
-            try:
-                held.append(server.accept()[0])
-            except OSError:
-                continue
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    try:
-        yield int(server.getsockname()[1])
-    finally:
-        stop.set()
-        thread.join(timeout=5)
-        for conn in held:
-            conn.close()
-        server.close()
+    with silent_server() as port:
+        yield port
 
 
 @pytest.fixture
 def garbage_server() -> Iterator[int]:
     """A loopback port that answers every request with bytes that are not RESP."""
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(16)
-    stop = threading.Event()
-
-    def serve() -> None:
-        server.settimeout(0.1)
-        while not stop.is_set():
-            try:
-                conn = server.accept()[0]
-            except OSError:
-                continue
-            with conn:
-                conn.settimeout(1)
-                try:
-                    conn.recv(4096)
-                    conn.sendall(b"HTTP/1.1 200 OK\r\n\r\n<html>")
-                except OSError:
-                    pass
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
-        yield int(server.getsockname()[1])
-    finally:
-        stop.set()
-        thread.join(timeout=5)
-        server.close()
+    with replying_server(b"HTTP/1.1 200 OK\r\n\r\n<html>") as port:
+        yield port
 
 
 def test_a_silent_store_times_out_into_a_store_error(black_hole: int) -> None:
