@@ -81,6 +81,7 @@ _TOP_KEYS = frozenset(
         "http",
         "state",
         "queue",
+        "suppression",
     }
 )
 _DRIVER_KEYS = frozenset({"name", "module", "driver", "settings"})
@@ -198,10 +199,13 @@ class MailerConfig:
     #: The ``state:`` store spec (a URL or ``{url, namespace}``), None for the default.
     state: str | Mapping[str, Any] | None = attrs.field(default=None, repr=False)
     queue: QueueConfig | None = None
+    #: ``suppression: false`` turns the suppression list off (webhooks still feed it).
+    suppression: bool | None = None
 
     def mailer_options(self) -> dict[str, Any]:
         """The ``FailoverMailer`` keyword arguments this file sets."""
         options = {
+            "suppression": self.suppression,
             "strategy": self.strategy,
             "failure_threshold": self.failure_threshold,
             "cooldown": self.cooldown,
@@ -333,6 +337,9 @@ def _validate(
     http = _http_config(*scalar("http"))
     state = _state_spec(*scalar("state"))
     queue = _queue_config(*scalar("queue"), state)
+    suppression_source, suppression = scalar("suppression")
+    if suppression is not None and not isinstance(suppression, bool):
+        raise ConfigError("'suppression' must be true or false", source=suppression_source)
     if http.queue and queue is None:
         raise ConfigError("'http.queue' needs a 'queue' section", source=scalar("http")[0])
     return MailerConfig(
@@ -346,6 +353,7 @@ def _validate(
         source=source,
         state=state,
         queue=queue,
+        suppression=suppression,
     )
 
 

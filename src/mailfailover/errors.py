@@ -267,10 +267,10 @@ class MessageSuppressed(MessageRejected):
 
     code = MESSAGE_SUPPRESSED
 
-    def __init__(self, suppressed: Sequence[str]) -> None:
+    def __init__(self, suppressed: Sequence[str], *, detail: str | None = None) -> None:
         self.suppressed = tuple(suppressed)
         super().__init__(
-            f"every recipient is on the suppression list ({', '.join(self.suppressed)})"
+            detail or f"every recipient is on the suppression list ({', '.join(self.suppressed)})"
         )
 
     def _compose(self) -> str:

@@ -34,17 +34,22 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from ._failover import failover, run
+from ._feedback import Feedback
 from .driver import Driver
 from .errors import (
     AllProvidersFailed,
     InvalidMessage,
     MailError,
     MessageRejected,
+    MessageSuppressed,
+    WebhookError,
 )
+from .events import DeliveryEvent
 from .health import DriverHealth, HealthBoard
 from .message import Message
 from .results import STRATEGIES, Attempt, SendResult, Strategy
 from .state import MemoryStore, ResilientStore, StateStore, open_store
+from .suppressions import SuppressionList
 
 if TYPE_CHECKING:
     from .config import MailerConfig
@@ -112,6 +117,8 @@ class FailoverMailer:
         on_attempt: Callable[[Message, Attempt], object] | None = None,
         clock: Callable[[], float] = time.monotonic,
         state: str | Mapping[str, Any] | StateStore | None = None,
+        suppression: bool = True,
+        on_event: Callable[[DeliveryEvent], object] | None = None,
     ) -> None:
         drivers = list(drivers)
         if not drivers:
@@ -139,6 +146,9 @@ class FailoverMailer:
         self._source: Any = None
         self._overrides: dict[str, Any] = {}
         self._closed = False
+        self._feedback = Feedback(self.store, suppression=suppression)
+        if on_event is not None:
+            self._feedback.add_hook(on_event)
 
     @staticmethod
     def _check_policy(
@@ -234,6 +244,7 @@ class FailoverMailer:
             self.strategy, self.failure_threshold, self.cooldown = strategy, threshold, cooldown
             self.deadline = options.get("deadline")
             self._board.configure([s.driver.name for s in slots], threshold, cooldown)
+            self._feedback.enabled = bool(options.get("suppression", True))
             self._chain = _Chain(tuple(slots))
             old.retired = [s.driver for s in old.slots if id(s) not in kept_ids]
             close_now = old.retired if old.users == 0 else []
@@ -262,6 +273,11 @@ class FailoverMailer:
             raise InvalidMessage("send() takes a mailfailover.Message", field=None)
         if self._closed:
             raise RuntimeError("this mailer is closed")
+        try:
+            message, suppressed = self._feedback.filter(message)
+        except MessageSuppressed as exc:
+            self._notify(message, exc)
+            raise
         with self._lock:
             chain = self._chain
             chain.users += 1
@@ -277,30 +293,70 @@ class FailoverMailer:
             raise
         finally:
             self._release_chain(chain)
+        if suppressed:
+            result = attrs.evolve(result, suppressed=suppressed)
         self._notify(message, result)
         return result
+
+    # -- delivery events and suppressions ---------------------------------------------------
+
+    @property
+    def suppressions(self) -> SuppressionList:
+        """The suppression list on this mailer's state store (shared by every driver)."""
+        return self._feedback.suppressions
+
+    def handle_webhook(
+        self,
+        driver_name: str,
+        headers: Mapping[str, str] | Iterable[tuple[str, str]],
+        body: bytes,
+        url: str,
+    ) -> list[DeliveryEvent]:
+        """Verify and normalise a provider's webhook request to ``driver_name``; its new events.
+
+        Events already seen (by ``event_id``, in the state store) are dropped; a hard bounce,
+        a complaint or an unsubscribe puts the recipient on the suppression list for every
+        driver; every ``on_event`` hook gets each new event. Raises
+        :class:`~mailfailover.errors.WebhookError` (401, 400, or 404 for an unknown driver
+        or one without webhooks). Usable from any web framework.
+        """
+        driver = next((d for d in self.drivers if d.name == driver_name), None)
+        if driver is None:
+            raise WebhookError("no driver of that name", status=404)
+        return self._feedback.handle(driver, headers, body, url)
+
+    def takes_webhooks(self, driver_name: str) -> bool:
+        """True when ``driver_name`` is a driver of this mailer with webhooks configured."""
+        driver = next((d for d in self.drivers if d.name == driver_name), None)
+        spec = None if driver is None else driver.webhooks
+        return spec is not None and driver is not None and spec.configured(driver.settings)
 
     def add_hooks(
         self,
         on_attempt: Callable[[Message, Attempt], object] | None = None,
         *,
         on_result: Callable[[Message, SendResult | MailError], object] | None = None,
+        on_event: Callable[[DeliveryEvent], object] | None = None,
     ) -> Callable[[], None]:
         """Subscribe to every attempt and to every message's outcome, besides ``on_attempt``.
 
         ``on_attempt(message, attempt)`` is called as the constructor's ``on_attempt`` is;
         ``on_result(message, outcome)`` once per :meth:`send` with the :class:`SendResult`,
-        or the :class:`MessageRejected` / :class:`AllProvidersFailed` about to be raised.
-        An exception in either is logged and never breaks a send. Returns a function that
-        unsubscribes them.
+        or the :class:`MessageRejected` / :class:`AllProvidersFailed` about to be raised;
+        ``on_event(event)`` for every new :class:`~mailfailover.events.DeliveryEvent`
+        :meth:`handle_webhook` takes. An exception in any is logged and never breaks a send.
+        Returns a function that unsubscribes them.
         """
         hooks = _Hooks(on_attempt, on_result)
         with self._lock:
             self._hooks = (*self._hooks, hooks)
+        remove_event = self._feedback.add_hook(on_event) if on_event is not None else None
 
         def remove() -> None:
             with self._lock:
                 self._hooks = tuple(h for h in self._hooks if h is not hooks)
+            if remove_event is not None:
+                remove_event()
 
         return remove
 

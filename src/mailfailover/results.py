@@ -66,10 +66,15 @@ class SendResult:
     message_id: str
     attempts: tuple[Attempt, ...]
     receipt: Receipt | None = attrs.field(default=None, eq=False)
+    #: Recipients taken off the message because they are on the suppression list.
+    suppressed: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "driver": self.driver,
             "message_id": self.message_id,
             "attempts": [attempt.to_dict() for attempt in self.attempts],
         }
+        if self.suppressed:
+            data["suppressed"] = list(self.suppressed)
+        return data

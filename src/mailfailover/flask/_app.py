@@ -15,7 +15,14 @@ from werkzeug.exceptions import HTTPException
 
 from ..config import HttpConfig, load_config
 from ..mailer import FailoverMailer
-from . import _route_health, _route_messages, _route_metrics, _route_send, _route_status
+from . import (
+    _route_health,
+    _route_messages,
+    _route_metrics,
+    _route_send,
+    _route_status,
+    _route_webhooks,
+)
 from ._activity import Activity, shared_store
 from ._base import (
     EXTENSION_KEY,
@@ -38,6 +45,7 @@ ROUTES: tuple[Callable[[flask.Blueprint], None], ...] = (
     _route_metrics.register,
     _route_status.register,
     _route_messages.register,
+    _route_webhooks.register,
 )
 
 blueprint = flask.Blueprint("mailfailover", "mailfailover.flask")
