@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import IO, Any
 
-from . import _cli_queue
+from . import _cli_queue, _cli_suppressions
 from ._version import __version__
 from .config import build_drivers, load_config
 from .errors import (
@@ -92,6 +92,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--threads", type=int, default=4)
     serve.add_argument("--config", metavar="PATH")
     _cli_queue.add_commands(commands)
+    _cli_suppressions.add_commands(commands)
     return parser
 
 
@@ -121,6 +122,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cli_queue.run(args)
         if args.command == "health":
             return _health(args)
+        if args.command in _cli_suppressions.COMMANDS:
+            return _cli_suppressions.run(args)
         return _serve(args)
     except (ConfigError, InvalidMessage) as exc:
         _fail(args, exc)

@@ -13,6 +13,7 @@ from ..errors import (
     SENDER_NOT_ALLOWED,
     AllProvidersFailed,
     MessageRejected,
+    MessageSuppressed,
     QueueUnavailable,
 )
 from ..message import Message
@@ -51,6 +52,10 @@ def send_view() -> flask.Response:
         return _enqueue(state.outbox, message)
     try:
         result = state.mailer.send(message)
+    except MessageSuppressed as exc:
+        raise ApiError(
+            422, exc.code, exc.detail, "to", extra={"suppressed": list(exc.suppressed)}
+        ) from None
     except MessageRejected as exc:
         raise ApiError(
             422,
