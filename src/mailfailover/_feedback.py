@@ -33,10 +33,19 @@ EventHook = Callable[[DeliveryEvent], object]
 class Feedback:
     """The suppression list and webhook handling of one mailer, on its state store."""
 
-    def __init__(self, store: StateStore, *, suppression: bool = True) -> None:
+    def __init__(
+        self,
+        store: StateStore,
+        *,
+        suppression: bool = True,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
         self.store = store
         self.enabled = suppression
-        self.suppressions = SuppressionList(store)
+        #: Wall-clock seconds (signed webhook timestamps are epoch times): the store's clock
+        #: unless given.
+        self.clock = store.now if clock is None else clock
+        self.suppressions = SuppressionList(store, clock=self.clock)
         self._hooks: tuple[EventHook, ...] = ()
         self._lock = threading.Lock()
 
@@ -109,7 +118,7 @@ class Feedback:
         (the provider should retry: nothing was marked as seen).
         """
         events = driver.parse_webhook(
-            headers, body, url, now=self.store.now(), replay=ReplayGuard(self.store)
+            headers, body, url, now=self.clock(), replay=ReplayGuard(self.store)
         )
         fresh = []
         for event in events:

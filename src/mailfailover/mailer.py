@@ -146,7 +146,10 @@ class FailoverMailer:
         self._source: Any = None
         self._overrides: dict[str, Any] = {}
         self._closed = False
-        self._feedback = Feedback(self.store, suppression=suppression)
+        # The private default store runs on ``clock`` (monotonic): webhooks' signed times
+        # and suppressions' dates need the wall clock. A shared store's now() is one.
+        wall_clock = time.time if state is None else self.store.now
+        self._feedback = Feedback(self.store, suppression=suppression, clock=wall_clock)
         if on_event is not None:
             self._feedback.add_hook(on_event)
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Final
 
 import attrs
@@ -78,8 +78,10 @@ class Suppression:
 class SuppressionList:
     """The suppression list on a state store; ``in``, ``iter`` and ``len`` work on it."""
 
-    def __init__(self, store: StateStore) -> None:
+    def __init__(self, store: StateStore, *, clock: Callable[[], float] | None = None) -> None:
         self.store = store
+        #: Wall-clock seconds for ``created``: the store's own clock unless given.
+        self.clock = store.now if clock is None else clock
 
     def add(
         self, address: str, reason: str = "manual", *, driver: str | None = None
@@ -90,7 +92,7 @@ class SuppressionList:
         the driver whose provider reported it. Returns the entry now on the list.
         """
         key = normalise_address(address)
-        now = dt.datetime.fromtimestamp(self.store.now(), tz=dt.timezone.utc)
+        now = dt.datetime.fromtimestamp(self.clock(), tz=dt.timezone.utc)
         entry = Suppression(key, reason, driver, now)
         if self.store.add(PREFIX + key, entry._encode()):
             return entry

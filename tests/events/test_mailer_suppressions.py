@@ -228,3 +228,9 @@ def test_a_recipient_that_is_not_an_address_is_not_suppressed() -> None:
     events = mailer.handle_webhook("mailgun", {}, mailgun_body("complained", "not an address"), "u")
     assert [e.type for e in events] == ["complained"]
     assert len(mailer.suppressions) == 0
+
+
+def test_dates_are_wall_clock_even_on_the_private_monotonic_store() -> None:
+    mailer = mailer_with(MemoryDriver(name="m"), clock=lambda: 5.0)
+    entry = mailer.suppressions.add("ann@example.com")
+    assert abs(entry.created.timestamp() - time.time()) < 600
