@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Mapping
 
 from .driver import Driver
 from .errors import MessageSuppressed
-from .events import DeliveryEvent
+from .events import DeliveryEvent, EventLog
 from .message import Message, parse_mailbox
 from .state import StateStore, StoreError
 from .suppressions import SuppressionList
@@ -46,6 +46,7 @@ class Feedback:
         #: unless given.
         self.clock = store.now if clock is None else clock
         self.suppressions = SuppressionList(store, clock=self.clock)
+        self.log = EventLog(store)
         self._hooks: tuple[EventHook, ...] = ()
         self._lock = threading.Lock()
 
@@ -127,6 +128,7 @@ class Feedback:
                 continue  # the provider sent it again
             try:
                 self._suppress(event)
+                self.log.record(event)
             except BaseException:
                 self.store.delete(key)  # so the provider's retry records it
                 raise

@@ -15,11 +15,21 @@ import datetime as dt
 import hashlib
 import json
 from collections.abc import Iterable, Mapping
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import attrs
 
-__all__ = ["BOUNCE_KINDS", "EVENT_TYPES", "SUPPRESSING_TYPES", "DeliveryEvent", "event_digest"]
+if TYPE_CHECKING:
+    from .state import StateStore
+
+__all__ = [
+    "BOUNCE_KINDS",
+    "EVENT_TYPES",
+    "SUPPRESSING_TYPES",
+    "DeliveryEvent",
+    "EventLog",
+    "event_digest",
+]
 
 #: Every value :attr:`DeliveryEvent.type` can take.
 EVENT_TYPES: Final = (
@@ -152,3 +162,57 @@ def event_digest(*parts: Any) -> str:
     """A stable id for an event a provider gives no id to: a digest of its canonical JSON."""
     canonical = json.dumps(parts, sort_keys=True, separators=(",", ":"), default=str)
     return "sha256:" + hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:40]
+
+
+class EventLog:
+    """The events handled for each message, in the state store, for status views.
+
+    ``handle_webhook`` records every new event under its driver and the provider's
+    ``message_id`` (the id ``SendResult.message_id`` and a delivery record's
+    ``provider_message_id`` hold); :meth:`for_message` reads them back, oldest first, as
+    :meth:`DeliveryEvent.to_dict` dicts without ``raw``. At most ``limit`` events are kept
+    per message, for ``ttl`` seconds after the last one.
+    """
+
+    PREFIX: Final = "webhook-log:"
+
+    def __init__(self, store: StateStore, *, limit: int = 50, ttl: float = 30 * 86400) -> None:
+        self.store = store
+        self.limit = limit
+        self.ttl = ttl
+
+    def record(self, event: DeliveryEvent) -> None:
+        """Append ``event`` to its message's log (nothing for an event without a message)."""
+        if event.message_id is None:
+            return
+        entry = {k: v for k, v in event.to_dict().items() if k != "raw"}
+
+        def append(old: bytes | None) -> tuple[bytes, None]:
+            try:
+                entries = json.loads(old) if old else []
+            except ValueError:
+                entries = []
+            if not isinstance(entries, list):
+                entries = []
+            entries = [*entries, entry][-self.limit :]
+            return json.dumps(entries, separators=(",", ":")).encode(), None
+
+        self.store.update(self._key(event.driver, event.message_id), append, ttl=self.ttl)
+
+    def for_message(self, driver: str | None, message_id: str | None) -> list[dict[str, Any]]:
+        """The recorded events of a message sent by ``driver`` with the provider's id."""
+        if not driver or not message_id:
+            return []
+        value = self.store.get(self._key(driver, message_id))
+        try:
+            entries = json.loads(value) if value else []
+        except ValueError:
+            return []
+        return entries if isinstance(entries, list) else []
+
+    def for_record(self, record: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """:meth:`for_message` for a delivery record (``driver``, ``provider_message_id``)."""
+        return self.for_message(record.get("driver"), record.get("provider_message_id"))
+
+    def _key(self, driver: str, message_id: str) -> str:
+        return f"{self.PREFIX}{driver}:{message_id}"

@@ -328,6 +328,11 @@ class FailoverMailer:
             raise WebhookError("no driver of that name", status=404)
         return self._feedback.handle(driver, headers, body, url)
 
+    def events_for(self, driver_name: str, message_id: str) -> list[dict[str, Any]]:
+        """The delivery events handled so far for a message ``driver_name`` sent, by the
+        provider's id (``SendResult.message_id``), oldest first, as JSON-safe dicts."""
+        return self._feedback.log.for_message(driver_name, message_id)
+
     def takes_webhooks(self, driver_name: str) -> bool:
         """True when ``driver_name`` is a driver of this mailer with webhooks configured."""
         driver = next((d for d in self.drivers if d.name == driver_name), None)

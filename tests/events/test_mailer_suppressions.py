@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import hmac
 import json
@@ -20,6 +21,7 @@ from mailfailover import (
 )
 from mailfailover.drivers.mailgun import MailgunDriver
 from mailfailover.drivers.memory import MemoryDriver
+from mailfailover.events import EventLog
 from mailfailover.state import MemoryStore
 
 KEY = "mailgun-signing-key"
@@ -234,3 +236,28 @@ def test_dates_are_wall_clock_even_on_the_private_monotonic_store() -> None:
     mailer = mailer_with(MemoryDriver(name="m"), clock=lambda: 5.0)
     entry = mailer.suppressions.add("ann@example.com")
     assert abs(entry.created.timestamp() - time.time()) < 600
+
+
+def test_events_are_kept_per_message_for_status_views() -> None:
+    mailer, _ = webhook_mailer()
+    message = {"headers": {"message-id": "20260601.1@mg.example.com"}}
+    first = mailgun_body("delivered", message=message)
+    mailer.handle_webhook("mailgun", {}, first, "u")
+    mailer.handle_webhook("mailgun", {}, first, "u")  # a re-send is not logged twice
+    mailer.handle_webhook("mailgun", {}, mailgun_body("opened", message=message), "u")
+    logged = mailer.events_for("mailgun", "<20260601.1@mg.example.com>")
+    assert [e["type"] for e in logged] == ["delivered", "opened"]
+    assert "raw" not in logged[0]
+    assert logged[0]["recipient"] == "ann@example.com"
+    record = {"driver": "mailgun", "provider_message_id": "<20260601.1@mg.example.com>"}
+    assert EventLog(mailer.store).for_record(record) == logged
+    assert mailer.events_for("backup", "<20260601.1@mg.example.com>") == []
+
+
+def test_the_log_keeps_the_last_events_only() -> None:
+    log = EventLog(MemoryStore(), limit=3)
+    for index in range(5):
+        log.record(DeliveryEvent(type="opened", driver="d", recipient="a@x.example",
+                                 timestamp=dt.datetime.now(dt.timezone.utc), message_id="m",
+                                 event_id=str(index)))  # fmt: skip
+    assert [e["event_id"] for e in log.for_message("d", "m")] == ["2", "3", "4"]
