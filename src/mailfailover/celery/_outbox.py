@@ -9,6 +9,7 @@ from typing import Any
 
 from ..delivery import DeliveryRecords, Record
 from ..errors import InvalidMessage, QueueUnavailable
+from ..events import EventLog
 from ..message import Message
 from ..state import StateStore, StoreError, open_store
 from ._task import TASK_NAME, ConfigSource, install, load_queue_config
@@ -62,7 +63,8 @@ class Outbox:
             )
         self.task = self.app.tasks[TASK_NAME]
         self.records = DeliveryRecords(store or open_store(self.config.state), keep=self.queue.keep)
-        self.events = events
+        # By default the events handle_webhook logged in the same store (mailfailover.events).
+        self.events = events if events is not None else EventLog(self.records.store).for_record
 
     def enqueue(self, message: Message) -> str:
         """Hand ``message`` to the broker; its Message-ID once the broker has it.
