@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import re
 import threading
 from collections.abc import Mapping
 from typing import Any, ClassVar
@@ -41,7 +40,6 @@ from ..webhooks.ses import WEBHOOKS
 __all__ = ["SESDriver"]
 
 #: SES message tag names and values: ASCII letters, digits, underscore, dash; at most 256.
-_TAG = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
 
 # The message itself is at fault: no other provider is tried, unless the reason is an
 # account problem by the shared rule (MessageRejected "Email address is not verified").
@@ -84,6 +82,9 @@ class SESDriver(Driver):
     }
     max_recipients: ClassVar[int | None] = 50
     max_message_bytes: ClassVar[int | None] = 40 * 1024 * 1024
+    #: SES message tag names and values: ASCII letters, digits, underscore, dash; <= 256.
+    tag_pattern: ClassVar[str | None] = r"[A-Za-z0-9_-]{1,256}"
+    tag_rule: ClassVar[str] = "SES tags are ASCII letters, digits, _ and -, at most 256"
     requires: ClassVar[tuple[tuple[str, str], ...]] = (("boto3", "ses"),)
 
     def __init__(self, *, name: str, **settings: Any) -> None:
@@ -139,13 +140,6 @@ class SESDriver(Driver):
         if message.needs_smtputf8:
             self.unsupported(
                 "SES does not accept addresses with a non-ASCII local part", field="to"
-            )
-        bad_tags = [tag for tag in message.tags if not _TAG.match(tag)]
-        if bad_tags:
-            self.unsupported(
-                f"tag {bad_tags[0]!r} does not fit SES's rules (ASCII letters, digits, _ and -, "
-                "at most 256 characters)",
-                field="tags",
             )
         self.check_tracking_headers(message, tags=False)  # tags are EmailTags
         mime = message.to_mime()
