@@ -12,8 +12,7 @@ import json
 import logging
 import mimetypes
 import sys
-from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -27,14 +26,13 @@ from .errors import (
     MailError,
     MessageRejected,
 )
-from .mailer import Attempt, FailoverMailer, SendResult
+from .mailer import Attempt, FailoverMailer
 from .message import Attachment, Message, split_addresses
 from .registry import available_drivers
 
 __all__ = ["main"]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-BATCH_CHUNK = 1000
 
 
 class _Parser(argparse.ArgumentParser):
@@ -71,6 +69,12 @@ def _parser() -> argparse.ArgumentParser:
     send.add_argument("--tag", action="append", default=[], metavar="TAG")
     send.add_argument("--batch", type=Path, metavar="FILE.jsonl",
                       help="send one message per line (Message.to_dict() JSON)")  # fmt: skip
+    send.add_argument("--eml", action="append", default=[], type=Path, metavar="PATH",
+                      help="re-send an .eml file, or every *.eml in a folder (an outbox); "
+                           "each is moved to a sent/ folder beside it once sent")  # fmt: skip
+    send.add_argument("--sent-log", type=Path, metavar="FILE",
+                      help="append each sent Message-ID to FILE and skip those already "
+                           "in it, so re-running never re-sends")  # fmt: skip
     send.add_argument("--workers", type=int, default=4, help="parallel sends for --batch")
     _common(send)
 
@@ -113,7 +117,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         if args.command == "send":
-            return _batch(args) if args.batch else _send(args)
+            return _batch(args) if args.batch or args.eml else _send(args)
         if args.command == "check":
             return _check(args)
         if args.command == "drivers":
@@ -248,28 +252,6 @@ def _print_attempts(attempts: Sequence[Attempt], stream: IO[str] | None = None) 
 # -- batch ------------------------------------------------------------------------------------
 
 
-def _read_batch(path: Path) -> Iterator[tuple[int, Message | InvalidMessage]]:
-    try:
-        handle = sys.stdin if str(path) == "-" else path.open(encoding="utf-8")
-    except OSError as exc:
-        raise InvalidMessage(
-            f"--batch: cannot read {path}: {exc.strerror}", field="batch"
-        ) from None
-    with handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                data = json.loads(line)
-            except ValueError:
-                yield number, InvalidMessage("not valid JSON", field=None, code=3)
-                continue
-            try:
-                yield number, Message.from_dict(data)
-            except InvalidMessage as exc:
-                yield number, exc
-
-
 def _progress(total: int | None) -> Any:
     try:
         from tqdm import tqdm
@@ -279,69 +261,22 @@ def _progress(total: int | None) -> Any:
 
 
 def _batch(args: argparse.Namespace) -> int:
-    if args.workers < 1:
-        raise InvalidMessage("--workers must be at least 1", field="workers")
-    sent = failed = 0
-    bar = _progress(None)
-    with FailoverMailer.from_config(args.config) as mailer:
-        chunk: list[tuple[int, Message | InvalidMessage]] = []
-        for item in _read_batch(args.batch):
-            chunk.append(item)
-            if len(chunk) >= BATCH_CHUNK:
-                s, f = _send_chunk(args, mailer, chunk, bar)
-                sent, failed, chunk = sent + s, failed + f, []
-        if chunk:
-            s, f = _send_chunk(args, mailer, chunk, bar)
-            sent, failed = sent + s, failed + f
-    if bar is not None:
-        bar.close()
-    if args.json:
-        print(json.dumps({"status": "done", "sent": sent, "failed": failed}))
+    from ._batch import eml_items, jsonl_items, run_batch
+
+    if args.batch and args.eml:
+        raise InvalidMessage("--batch and --eml: give one of them", field="eml")
+    if args.eml:
+        items = eml_items(args.eml)
     else:
-        print(f"sent {sent} of {sent + failed} messages; {failed} failed")
-    return EXIT_OK if failed == 0 else EXIT_FAILED
-
-
-def _send_or_error(mailer: FailoverMailer, message: Message) -> SendResult | MailError:
-    try:
-        return mailer.send(message)
-    except MailError as exc:
-        return exc
-
-
-def _send_chunk(
-    args: argparse.Namespace,
-    mailer: FailoverMailer,
-    chunk: list[tuple[int, Message | InvalidMessage]],
-    bar: Any,
-) -> tuple[int, int]:
-    outcomes: dict[int, SendResult | MailError] = {}
-    with ThreadPoolExecutor(max_workers=args.workers) as pool:
-        futures = {}
-        for number, item in chunk:
-            if isinstance(item, InvalidMessage):
-                outcomes[number] = item
-                if bar is not None:
-                    bar.update(1)
-            else:
-                futures[pool.submit(_send_or_error, mailer, item)] = number
-        for future in as_completed(futures):
-            outcomes[futures[future]] = future.result()
-            if bar is not None:
-                bar.update(1)
-    sent = 0
-    for number in sorted(outcomes):
-        outcome = outcomes[number]
-        if isinstance(outcome, SendResult):
-            sent += 1
-            if args.json:
-                print(json.dumps({"line": number, "status": "sent", **outcome.to_dict()}))
-        elif args.json:
-            print(json.dumps({"line": number, "status": "failed", "error": outcome.code,
-                              "message": outcome.message}))  # fmt: skip
-        else:
-            print(f"line {number}: error {outcome.code}: {outcome.message}", file=sys.stderr)
-    return sent, len(outcomes) - sent
+        items = jsonl_items(args.batch, stable_ids=args.sent_log is not None)
+    return run_batch(
+        items,
+        config=args.config,
+        workers=args.workers,
+        as_json=args.json,
+        sent_log=args.sent_log,
+        progress=_progress(None),
+    )
 
 
 # -- check, drivers, serve --------------------------------------------------------------------
