@@ -89,6 +89,7 @@ class DriverContractTests:
         assert caught.value.driver == contract_driver.name
         self._assert_no_secret(str(caught.value))
         self._assert_no_secret(repr(caught.value.response))
+        self._assert_no_secret(_formatted(caught.value))
 
     def test_contract_rejection_is_named(self, contract_driver: Driver) -> None:
         """A provider's rejection raises MessageRejected naming the driver, without secrets."""
@@ -152,6 +153,13 @@ def connection_reset() -> Exception:
 
     cause = urllib3.exceptions.ProtocolError("Connection aborted.", ConnectionResetError(104, "x"))
     return requests.ConnectionError(cause)
+
+
+def _formatted(exc: BaseException) -> str:
+    """The whole traceback a logger would print: causes and contexts included."""
+    import traceback
+
+    return "".join(traceback.format_exception(exc))
 
 
 def body_read_timeout() -> Exception:
@@ -231,7 +239,7 @@ class HttpDriverContractTests(DriverContractTests):
         assert (caught.value.reason, caught.value.ambiguous) == (reason, ambiguous)
         assert caught.value.status is None
         assert caught.value.driver == contract_driver.name
-        self._assert_no_secret(str(caught.value))
+        self._assert_no_secret(_formatted(caught.value))
 
     def test_contract_retry_after_is_read(self, contract_driver: Driver) -> None:
         """A 429 with Retry-After: 120 is unavailable and asks for 120 seconds."""
