@@ -245,7 +245,7 @@ ACCOUNT_PROBLEM = re.compile(
     r"|suspended|deactivated|account (?:is )?(?:disabled|paused|blocked|inactive)"
     r"|(?:sending|domain) (?:is )?(?:disabled|paused)|under (?:review|validation)"
     r"|credits?\b|billing|payment required|upgrade (?:your|the|to)"
-    r"|sandbox|authori[sz]ed recipients|(?:only|can only) send (?:testing )?e?-?mails? to",
+    r"|\bsandbox\b|authori[sz]ed recipients|(?:only|can only) send (?:testing )?e?-?mails? to",
     re.IGNORECASE,
 )
 
