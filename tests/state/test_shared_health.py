@@ -32,6 +32,7 @@ from _servers import Answer, StandInServer  # noqa: E402
 PROCESSES = 4
 T = 0.3  # the primary's timeout
 COOLDOWN = 1.0
+SLACK = 0.25  # < COOLDOWN - T: two probes at once would still fail the test
 
 
 class BlackHole:
@@ -116,9 +117,11 @@ def test_the_fleet_pays_one_timeout_per_cooldown_not_one_per_process(
     # After that, exactly one probe at a time fleet-wide, each a full cooldown after the
     # previous one failed: never two processes at once, never one per process.
     assert later, "nobody probed the primary after its cooldown"
+    # (A worker stamps an attempt's end after recording its failure in the store, so on a
+    # loaded machine an end can be late by a store write: hence the slack.)
     previous_end = max(end for _, end, _ in wave)
     for start, end, _ in later:
-        assert start >= previous_end + COOLDOWN - 0.05, (start - previous_end, tried)
+        assert start >= previous_end + COOLDOWN - SLACK, (start - previous_end, tried)
         previous_end = end
     assert len(later) <= 3  # 3.6 s: at most one probe per (cooldown + T) window
 
@@ -172,7 +175,8 @@ def test_redis_killed_and_restarted_mid_run_loses_and_doubles_nothing(
         sent_ids = [i for r in reports for i in r["ids"]]
         served = [i.decode() for i in one.ids + two.ids if i is not None]
     assert all(r["failed"] == 0 for r in reports)
-    assert len(sent_ids) == len(set(sent_ids)) > 200
+    assert len(sent_ids) == len(set(sent_ids))
+    assert all(len(r["ids"]) >= 10 for r in reports)  # each kept sending (4 s, 5 ms apart)
     assert sorted(served) == sorted(sent_ids)  # every message delivered exactly once
     for report in reports:
         logs = "\n".join(report["logs"])
