@@ -60,25 +60,28 @@ def outcomes(result: Any) -> list[tuple[str, str]]:
 
 
 class CountingStore(MemoryStore):
-    """A memory store that counts the calls the mailer makes."""
+    """A memory store that counts the calls health makes (keys ``health:*``, ``rotation``;
+    the suppression list's own look-ups are not health's)."""
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.calls: dict[str, int] = {}
 
-    def _count(self, op: str) -> None:
-        self.calls[op] = self.calls.get(op, 0) + 1
+    def _count(self, op: str, keys: Iterable[str]) -> None:
+        if any(k.startswith("health:") or k == "rotation" for k in keys):
+            self.calls[op] = self.calls.get(op, 0) + 1
 
     def get_many(self, keys: Iterable[str]) -> list[bytes | None]:
-        self._count("get_many")
+        keys = list(keys)
+        self._count("get_many", keys)
         return super().get_many(keys)
 
     def update(self, key: str, fn: Any, *, ttl: float | None = None) -> Any:
-        self._count("update")
+        self._count("update", [key])
         return super().update(key, fn, ttl=ttl)
 
     def incr(self, key: str, amount: int = 1, *, ttl: float | None = None) -> int:
-        self._count("incr")
+        self._count("incr", [key])
         return super().incr(key, amount, ttl=ttl)
 
 
