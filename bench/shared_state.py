@@ -5,7 +5,8 @@
    in a temporary folder) and ``redis://`` (a real redis-server on loopback). Timed in
    interleaved blocks (see _timing.py), with ``failover`` and ``round_robin`` (which takes
    positions from the shared counter, 16 at a time). Target: a shared store within 5% of
-   ``memory://``.
+   ``memory://``. Each also with ``suppression=False``: the suppression list's look-up is
+   one store round trip per send of its own (every recipient checked before any driver).
 2. A black-holed primary and a fleet. Four processes (``_fleet.py``) each send one message
    every 20 ms for ``--duration`` seconds through ``[primary: accepts connections, never
    answers (timeout T), backup: memory]``, with a cooldown C. Counted: how many times the
@@ -95,19 +96,23 @@ def healthy_path(stores: dict[str, str], rounds: int, block: int) -> None:
         variants: dict[str, Callable[[int], object]] = {}
         for strategy in ("failover", "round_robin"):
             for kind, url in stores.items():
-                drivers = [
-                    postmark(name=f"p{i}", server_token="FAKE", base_url=f"http://127.0.0.1:{port}")
-                    for i in range(2)
-                ]
-                mailer = stack.enter_context(
-                    FailoverMailer(drivers, strategy=strategy, state=url)  # type: ignore[arg-type]
-                )
+                for suppression in (True, False):
+                    drivers = [
+                        postmark(name=f"p{i}", server_token="FAKE",
+                                 base_url=f"http://127.0.0.1:{port}")
+                        for i in range(2)
+                    ]  # fmt: skip
+                    mailer = stack.enter_context(FailoverMailer(
+                        drivers, strategy=strategy, state=url,  # type: ignore[arg-type]
+                        suppression=suppression,
+                    ))  # fmt: skip
 
-                def run(n: int, mailer: FailoverMailer = mailer) -> None:
-                    for _ in range(n):
-                        mailer.send(message)
+                    def run(n: int, mailer: FailoverMailer = mailer) -> None:
+                        for _ in range(n):
+                            mailer.send(message)
 
-                variants[f"{strategy} {kind}"] = run
+                    label = "" if suppression else ", no suppression list"
+                    variants[f"{strategy} {kind}{label}"] = run
         result = compare(variants, block=block, rounds=rounds)
         cpu = cpu_compare(variants, block=block, rounds=rounds)
     for title, found in (("wall-clock time", result), ("CPU time of the sending process", cpu)):
