@@ -160,6 +160,23 @@ class Setting:
         return value
 
 
+#: The longest wait any driver setting accepts: an hour. Anything longer is a typo, and an
+#: absurd value (``1e300``) would only fail later, inside the socket layer, at send time.
+MAX_TIMEOUT = 3600.0
+#: Connections a driver may keep open: more is a typo, not a plan.
+MAX_POOL_SIZE = 1000
+
+
+def timeout_setting(default: float, help: str) -> Setting:
+    """A ``timeout``-like setting: seconds, more than 0, at most :data:`MAX_TIMEOUT`."""
+    return Setting(default, float, help=help, minimum=0.001, maximum=MAX_TIMEOUT)
+
+
+def pool_size_setting(default: int, help: str, *, minimum: int = 0) -> Setting:
+    """A connection-pool size: a whole number from ``minimum`` to :data:`MAX_POOL_SIZE`."""
+    return Setting(default, int, help=help, minimum=minimum, maximum=MAX_POOL_SIZE)
+
+
 def _check_secret(key: str, value: str) -> None:
     """Refuse a secret that cannot be what the provider issued, without showing it.
 

@@ -21,7 +21,15 @@ import json
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, NoReturn
 
-from ..driver import Driver, Receipt, Setting, is_account_problem, remaining_time
+from ..driver import (
+    Driver,
+    Receipt,
+    Setting,
+    is_account_problem,
+    pool_size_setting,
+    remaining_time,
+    timeout_setting,
+)
 from ..errors import DeliveryError, MessageRejected, ProviderUnavailable
 from ..message import Message
 from ._wire import (
@@ -54,9 +62,9 @@ __all__ = [
 #: Settings every HTTP driver takes; a provider adds its own with ``{**HTTP_SETTINGS, ...}``.
 HTTP_SETTINGS: Mapping[str, Setting] = {
     "base_url": Setting(None, help="scheme and host replacing the provider's (proxies, tests)"),
-    "timeout": Setting(10.0, float, help="seconds to wait for the provider's answer"),
-    "connect_timeout": Setting(5.0, float, help="seconds to wait for a connection"),
-    "pool_size": Setting(10, int, help="connections kept open per driver"),
+    "timeout": timeout_setting(10.0, help="seconds to wait for the provider's answer"),
+    "connect_timeout": timeout_setting(5.0, help="seconds to wait for a connection"),
+    "pool_size": pool_size_setting(10, help="connections kept open per driver", minimum=1),
 }
 
 #: What an entry of an error table means: ``rejected`` is :class:`MessageRejected`, every

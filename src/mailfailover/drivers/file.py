@@ -1,5 +1,9 @@
 """``file``: writes each message as an ``.eml`` file into a folder (an outbox).
 
+The file is the message as an SMTP server would receive it plus a ``Bcc`` header when the
+message has Bcc recipients, so that re-sending the outbox (``mailfailover send --eml``)
+reaches them too.
+
 The file name is made only from the time, a counter and a random part: no message field
 (subject, message id, attachment names) takes part in it, so nothing a caller sends can
 steer a write outside the folder. Each file is written to a temporary name in the same
@@ -43,6 +47,13 @@ class FileDriver(Driver):
         mime = message.to_mime(policy=policy)
         for name, value in tracking_headers(message).items():
             mime[name] = value
+        if message.bcc:
+            # The outbox is a queue that `mailfailover send --eml` re-sends from: the file
+            # keeps the Bcc recipients the envelope would carry, as sendmail's -t reads them.
+            ascii_domains = not getattr(policy, "utf8", False)
+            mime["Bcc"] = [
+                mb.address(ascii_domain=ascii_domains) for mb in message.mailboxes("bcc")
+            ]
         data = mime.as_bytes()
         stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
         name = f"{stamp}-{uuid.uuid4().hex[:12]}.eml"

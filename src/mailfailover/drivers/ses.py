@@ -31,6 +31,7 @@ from ..driver import (
     is_account_problem,
     remaining_time,
     require,
+    timeout_setting,
     tracking_headers,
 )
 from ..errors import ConfigError, DeliveryError, MessageRejected, ProviderUnavailable
@@ -77,8 +78,8 @@ class SESDriver(Driver):
         "profile": Setting(None, help="a named profile from ~/.aws/config"),
         "endpoint_url": Setting(None, help="replaces the SES endpoint (VPC endpoints, tests)"),
         "configuration_set": Setting(None, help="SES configuration set for event publishing"),
-        "timeout": Setting(10.0, float, help="seconds to wait for SES's answer"),
-        "connect_timeout": Setting(5.0, float, help="seconds to wait for a connection"),
+        "timeout": timeout_setting(10.0, help="seconds to wait for SES's answer"),
+        "connect_timeout": timeout_setting(5.0, help="seconds to wait for a connection"),
     }
     max_recipients: ClassVar[int | None] = 50
     max_message_bytes: ClassVar[int | None] = 40 * 1024 * 1024

@@ -41,7 +41,9 @@ from ..driver import (
     Setting,
     check_tags_and_metadata,
     is_account_problem,
+    pool_size_setting,
     remaining_time,
+    timeout_setting,
     tracking_headers,
 )
 from ..errors import (
@@ -185,9 +187,9 @@ class SMTPDriver(Driver):
         "ca_file": Setting(None, help="PEM file of the CAs to trust instead of the system's"),
         "allow_insecure_auth": Setting(False, bool,
                                        help="allow a password over an unencrypted connection"),
-        "timeout": Setting(10.0, float, help="seconds to wait for the server at each step"),
+        "timeout": timeout_setting(10.0, help="seconds to wait for the server at each step"),
         "local_hostname": Setting(None, help="name sent in EHLO; default the machine's FQDN"),
-        "pool_size": Setting(4, int, help="idle connections kept open for reuse (0: none)"),
+        "pool_size": pool_size_setting(4, help="idle connections kept open for reuse (0: none)"),
         "tags_and_metadata": Setting("headers", choices=("headers", "refuse"),
                                      help="carry them as X-Tags/X-Metadata, or refuse them"),
     }  # fmt: skip
