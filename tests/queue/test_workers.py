@@ -4,8 +4,11 @@ a Postmark stand-in on a loopback socket that notes every Message-ID it accepts.
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -131,4 +134,47 @@ def test_a_rejected_message_is_not_retried(queue_config, workers, stand_in, run_
     assert stand_in.received == 1
     time.sleep(1)  # a retry would have come by now (backoff 0.2 s)
     assert stand_in.received == 1
+    outbox.close()
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def test_a_pool_process_killed_mid_send_gives_the_task_back_at_once(
+    queue_config, workers, stand_in, run_id
+):
+    """reject_on_worker_lost: the worker's main process sees its pool process die and hands
+    the task back to the broker at once, long before the (here 60 s) visibility timeout.
+    The next try finds the send interrupted; with on_ambiguous: retry it sends again."""
+    from _servers import HANG
+
+    stand_in.then(HANG)
+    config = queue_config(on_ambiguous="retry", visibility_timeout=60)
+    worker = workers(config, 1)
+    worker.wait_ready()
+    outbox = Outbox(config)
+    message_id = outbox.enqueue(queued_message(1, run_id))
+    deadline = time.monotonic() + 30
+    while stand_in.received == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert stand_in.received == 1, "the first send never reached the stand-in"
+    pool = _children(worker.process.pid)
+    assert len(pool) == 1
+    os.kill(pool[0], signal.SIGKILL)
+    started = time.monotonic()
+    records = wait_final(config, [message_id], timeout=40)
+    assert time.monotonic() - started < 30, "the task came back by the visibility timeout"
+    record = records[message_id]
+    assert record["status"] == "sent"
+    assert [a["outcome"] for a in record["attempts"]] == ["interrupted", "sent"]
+    assert _delivered(stand_in) == Counter([message_id])
     outbox.close()
