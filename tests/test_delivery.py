@@ -12,7 +12,14 @@ from typing import Any
 import pytest
 
 from mailfailover import FailoverMailer, MemoryDriver, Message, ProviderUnavailable
-from mailfailover.delivery import DeliveryPolicy, DeliveryRecords, Outcome, _settle, deliver
+from mailfailover.delivery import (
+    DeliveryPolicy,
+    DeliveryRecords,
+    Outcome,
+    _Held,
+    _settle,
+    deliver,
+)
 from mailfailover.driver import Driver, Receipt
 from mailfailover.errors import MessageSuppressed
 from mailfailover.state import MemoryStore, StoreError
@@ -280,11 +287,15 @@ def test_a_store_that_is_down_stops_the_try_before_anything_is_sent(mailer, prim
     assert primary.calls == 0
 
 
-def test_a_sent_record_is_never_overwritten_by_a_slower_writer(mailer, records):
+def test_a_sent_record_is_never_overwritten_by_a_try_whose_lease_ran_out(mailer, records):
+    """A try that overran its lease (another worker may have taken over) writes atomically,
+    and a sent record stays sent."""
     data = simple_message().to_dict()
     run(data, mailer, records)
-    records.change(data["message_id"], lambda r: None, ttl=None)
-    _settle(records, data["message_id"], "rejected", 2, 0.0, 60, attempts=())
+    stale = _Held(records, data["message_id"], "slow", lease=30)
+    stale.taken -= 30  # its lease ran out long ago
+    stale.record = {"status": "queued", "attempts": []}
+    _settle(stale, "rejected", 2, 0.0, 60, attempts=())
     record = records.get(data["message_id"])
     assert record is not None
     assert record["status"] == "sent"
