@@ -77,3 +77,9 @@ def test_the_broker_password_stays_out_of_repr_and_errors() -> None:
     with pytest.raises(ConfigError) as info:
         config(state=STATE, queue={"broker": "redis://:s3cret@h/1", "max_age": -1})
     assert "s3cret" not in str(info.value)
+
+
+def test_a_short_backoff_max_alone_shortens_the_first_wait() -> None:
+    queue = config(state=STATE, queue={"broker": "redis://h/1", "backoff_max": 5}).queue
+    assert queue is not None
+    assert (queue.backoff, queue.backoff_max) == (5, 5)

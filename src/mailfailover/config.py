@@ -654,6 +654,9 @@ def _queue_config(
     options["on_ambiguous"] = _choice(
         source, value.get("on_ambiguous", "dead"), "queue.on_ambiguous", ("dead", "retry")
     )
+    if "backoff" not in options and "backoff_max" in options:
+        # A short maximum alone shortens the first wait too.
+        options["backoff"] = min(attrs.fields(QueueConfig).backoff.default, options["backoff_max"])
     queue = QueueConfig(**options)
     if queue.backoff > queue.backoff_max:
         raise ConfigError("'queue.backoff' may not be more than 'queue.backoff_max'", source=source)
