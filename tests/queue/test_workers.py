@@ -170,11 +170,10 @@ def test_a_pool_process_killed_mid_send_gives_the_task_back_at_once(
     pool = _children(worker.process.pid)
     assert len(pool) == 1
     os.kill(pool[0], signal.SIGKILL)
-    started = time.monotonic()
-    records = wait_final(config, [message_id], timeout=40)
-    assert time.monotonic() - started < 30, "the task came back by the visibility timeout"
+    # Within 30 s, half the visibility timeout: only the rejection can bring it back so soon.
+    records = wait_final(config, [message_id], timeout=30)
     record = records[message_id]
-    assert record["status"] == "sent"
+    assert record["status"] == "sent", "the task did not come back before the visibility timeout"
     assert [a["outcome"] for a in record["attempts"]] == ["interrupted", "sent"]
     assert _delivered(stand_in) == Counter([message_id])
     outbox.close()
