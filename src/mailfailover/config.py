@@ -26,6 +26,7 @@ import yaml
 
 from .driver import Driver, FromEnvironment, redact_userinfo
 from .errors import ConfigError, MissingDependency
+from .policy import POLICY_KEYS, DriverPolicy
 from .registry import load_driver
 
 __all__ = [
@@ -118,6 +119,8 @@ class DriverSpec:
     settings: Mapping[str, Any] = attrs.field(repr=False)
     source: str = "<config>"
     timeout: float | None = None
+    #: ``rate``, ``rate_mode`` and ``slow_after``, taken out of ``settings`` for the mailer.
+    policy: DriverPolicy = DriverPolicy()
 
     @property
     def key(self) -> str:
@@ -127,7 +130,9 @@ class DriverSpec:
         the driver and shows in ``repr``, and the settings hold the secrets.
         """
         text = json.dumps(
-            [self.name, self.module, self.settings, self.timeout], sort_keys=True, default=str
+            [self.name, self.module, self.settings, self.timeout, repr(self.policy)],
+            sort_keys=True,
+            default=str,
         )
         return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
@@ -213,6 +218,10 @@ class MailerConfig:
             "state": self.state,
         }
         return {key: value for key, value in options.items() if value is not None}
+
+    def policies(self) -> dict[str, DriverPolicy]:
+        """Each driver's rate limit and brownout bar, for the drivers that have one."""
+        return {spec.name: spec.policy for spec in self.drivers if spec.policy.active}
 
 
 # -- loading ----------------------------------------------------------------------------------
@@ -395,7 +404,16 @@ def _driver_spec(
         key: _interpolate(value, env, budget, where=f"settings.{key}", source=source, driver=name)
         for key, value in settings.items()
     }
-    return DriverSpec(name=name, module=module.strip(), settings=settings, source=source)
+    # rate, rate_mode and slow_after are the mailer's, whatever the driver: taken out here,
+    # so that a driver (a plugin too) never has to declare them.
+    try:
+        policy = DriverPolicy.from_settings(settings)
+    except ValueError as exc:
+        raise ConfigError(f"settings: {exc}", source=source, driver=name) from None
+    settings = {key: value for key, value in settings.items() if key not in POLICY_KEYS}
+    return DriverSpec(
+        name=name, module=module.strip(), settings=settings, source=source, policy=policy
+    )
 
 
 def _interpolate(
