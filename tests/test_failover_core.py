@@ -124,7 +124,8 @@ def test_a_cancelled_async_probe_gives_its_lease_back(clock: FakeClock) -> None:
 
 
 def test_every_answer_kind_has_one_row() -> None:
-    assert set(EFFECTS) == {"sent", "unavailable", "rejected", "unsupported"}
-    assert [k for k, e in EFFECTS.items() if e.delivered] == ["sent"]
+    assert set(EFFECTS) == {"sent", "slow", "unavailable", "rejected", "unsupported"}
+    assert [k for k, e in EFFECTS.items() if e.delivered] == ["sent", "slow"]
+    assert EFFECTS["slow"].health == "failure"  # delivered, but a brownout counts
     assert [k for k, e in EFFECTS.items() if e.stops] == ["rejected"]
     assert EFFECTS["unsupported"].health == "release"

@@ -30,6 +30,8 @@ from .events import DeliveryEvent
 from .health import DriverHealth, State
 from .mailer import FailoverMailer
 from .message import Attachment, Mailbox, Message
+from .policy import DriverPolicy
+from .ratelimit import Rate
 from .results import Attempt, SendResult
 
 # A library leaves logging to the application: without this, Python's last-resort handler
@@ -48,6 +50,7 @@ __all__ = [
     "DeliveryEvent",
     "Driver",
     "DriverHealth",
+    "DriverPolicy",
     "FailoverMailer",
     "HttpConfig",
     "InvalidMessage",
@@ -60,6 +63,7 @@ __all__ = [
     "MessageSuppressed",
     "MissingDependency",
     "ProviderUnavailable",
+    "Rate",
     "Receipt",
     "SendResult",
     "Setting",

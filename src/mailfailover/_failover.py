@@ -15,6 +15,8 @@ the send held. A sync driver loop is :func:`run`; an async one is the same ten l
     try:
         step = next(steps)
         while True:
+            if step.delay:  # waiting for the driver's rate limit
+                await asyncio.sleep(step.delay)
             try:
                 with deadline_scope(step.budget):
                     receipt = await step.driver.send_async(message)
@@ -42,7 +44,8 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable, Generator, Sequence
+import time
+from collections.abc import Callable, Generator, Mapping, Sequence
 from typing import Literal
 
 import attrs
@@ -57,10 +60,14 @@ from .errors import (
 )
 from .health import HealthBoard, Ticket, probe_lease
 from .message import Message
+from .policy import DriverPolicy
+from .ratelimit import RateLimiter
 from .results import Attempt, Outcome, SendResult
+from .state import StoreError
 
 __all__ = [
     "EFFECTS",
+    "RATE_LIMITED",
     "Answer",
     "AnswerKind",
     "Effect",
@@ -74,17 +81,22 @@ __all__ = [
 
 logger = logging.getLogger("mailfailover")
 
+#: The ``reason`` of the ``skipped`` attempt of a driver that was over its rate.
+RATE_LIMITED = "rate limited"
+
 _LOUD_REASONS = frozenset({"auth", "account", "bug"})
 
-AnswerKind = Literal["sent", "unavailable", "rejected", "unsupported"]
+AnswerKind = Literal["sent", "slow", "unavailable", "rejected", "unsupported"]
 
 
 @attrs.frozen
 class Try:
-    """Call ``driver.send(message)`` within ``budget`` seconds (None: no deadline)."""
+    """Wait ``delay`` seconds (the driver's rate limit), then call ``driver.send(message)``
+    within ``budget`` seconds (None: no deadline)."""
 
     driver: Driver
     budget: float | None
+    delay: float = 0.0
 
 
 @attrs.frozen
@@ -110,6 +122,9 @@ class Effect:
 
 EFFECTS: dict[AnswerKind, Effect] = {
     "sent": Effect("sent", "success", delivered=True),
+    # Over the driver's slow_after: delivered (never re-sent), but a brownout counts against
+    # the driver's health, so that after failure_threshold of them messages go elsewhere.
+    "slow": Effect("sent", "failure", delivered=True),
     "unavailable": Effect("unavailable", "failure"),
     "rejected": Effect("rejected", "answered", stops=True),
     "unsupported": Effect("skipped", "release"),
@@ -156,16 +171,22 @@ def failover(
     deadline: float | None,
     clock: Callable[[], float],
     record: Callable[[Attempt], None],
+    policies: Mapping[str, DriverPolicy] | None = None,
 ) -> Steps:
     """Send ``message`` through ``drivers`` (already in this send's order).
 
     Drivers that are ready are tried in order; one cooling down is recorded ``skipped``.
-    When every ready driver failed (or none was ready), the cooling ones are tried as a last
-    resort, longest-cooled first: the mailer never refuses to try. ``record`` sees every
-    attempt as it happens.
+    A driver over its ``rate`` (``policies``, :class:`~mailfailover.policy.DriverPolicy`) is
+    ``skipped`` with ``reason="rate limited"`` without touching its health (``spill``) or
+    waited for up to the deadline (``wait``); a send slower than its ``slow_after`` is
+    delivered but counted against its health. When every ready driver failed (or none was
+    ready), the rate-limited ones are waited for and then the cooling ones are tried as a
+    last resort, longest-cooled first: the mailer never refuses to try. ``record`` sees
+    every attempt as it happens.
     """
     attempts: list[Attempt] = []
     end = None if deadline is None else clock() + deadline
+    policies = policies or {}
 
     def note(attempt: Attempt) -> None:
         attempts.append(attempt)
@@ -179,21 +200,46 @@ def failover(
             raise AllProvidersFailed(attempts, reason="the send deadline ran out")
         return max(left, 0.001)
 
-    def use(driver: Driver, ticket: Ticket, seconds: float | None) -> Steps:
+    def slot(driver: Driver, seconds: float | None, *, last: bool) -> float | None:
+        """Seconds to wait for the driver's next rate slot (0: none); None: spill it."""
+        policy = policies.get(driver.name)
+        if policy is None or policy.rate is None:
+            return 0.0
+        wait_for = policy.rate_mode == "wait" or last
+        limit = (float("inf") if seconds is None else seconds) if wait_for else 0.0
+        try:
+            return RateLimiter(board.store, driver.name, policy.rate).reserve(limit)
+        except StoreError:  # a store that fails never stops mail
+            logger.warning("the rate limit of %s could not be read; sending", driver.name)
+            return 0.0
+
+    def use(driver: Driver, ticket: Ticket, seconds: float | None, delay: float = 0.0) -> Steps:
+        if seconds is not None:
+            seconds = max(seconds - delay, 0.001)
         started = clock()
         try:
-            answer = yield Try(driver, seconds)
+            answer = yield Try(driver, seconds, delay)
         except BaseException:
             board.release(ticket)  # closed early: the send never finished
             raise
-        return settle(driver, ticket, answer, clock() - started)  # type: ignore[return-value]
+        elapsed = max(clock() - started - delay, 0.0)
+        slow_after = getattr(policies.get(driver.name), "slow_after", None)
+        if answer.kind == "sent" and slow_after is not None and elapsed > slow_after:
+            answer = attrs.evolve(answer, kind="slow")
+        return settle(driver, ticket, answer, elapsed)  # type: ignore[return-value]
 
     def settle(driver: Driver, ticket: Ticket, answer: Answer, elapsed: float) -> SendResult | None:
         effect = EFFECTS[answer.kind]
         error = answer.error
         if error is not None:
             _log(driver.name, answer)
-        if effect.health == "failure":
+        if answer.kind == "slow":
+            slow_after = policies[driver.name].slow_after
+            logger.warning("%s is slow: a send took %.2f s (slow_after %g s)", driver.name,
+                           elapsed, slow_after)  # fmt: skip
+            board.failed(ticket, f"slow: a send took {elapsed:.2f} s (slow_after {slow_after:g} s)",
+                         None, trip=False)  # fmt: skip
+        elif effect.health == "failure":
             assert isinstance(error, ProviderUnavailable)
             # A timeout cools the driver down at once: each further try would make a
             # message wait a whole timeout before failing over.
@@ -203,8 +249,8 @@ def failover(
             board.release(ticket)
         else:
             board.succeeded(ticket, delivered=effect.health == "success")
-        note(Attempt(driver.name, effect.outcome, error, elapsed,
-                     reason="unsupported" if answer.kind == "unsupported" else None))  # fmt: skip
+        reason = answer.kind if answer.kind in ("unsupported", "slow") else None
+        note(Attempt(driver.name, effect.outcome, error, elapsed, reason=reason))
         if effect.stops:
             assert isinstance(error, MessageRejected)
             error.attempts = tuple(attempts)
@@ -214,7 +260,7 @@ def failover(
         receipt = answer.receipt
         assert receipt is not None
         first = attempts[0]
-        if first.driver != driver.name:
+        if first.driver != driver.name and first.reason != RATE_LIMITED:
             why = getattr(first.error, "reason", None) or first.reason
             logger.warning("failover: %s delivered a message after %s was %s%s", driver.name,
                            first.driver, first.outcome, f" ({why})" if why else "")  # fmt: skip
@@ -226,6 +272,7 @@ def failover(
         )
 
     deferred: list[Driver] = []
+    spilled: list[Driver] = []
     if any(board.ready(d.name) for d in drivers):
         for driver in drivers:
             seconds = budget()
@@ -234,11 +281,28 @@ def failover(
                 deferred.append(driver)
                 note(Attempt(driver.name, "skipped", reason=ticket))
                 continue
-            result = yield from use(driver, ticket, seconds)
+            delay = slot(driver, seconds, last=False)
+            if delay is None:  # over its rate: the next driver, at no cost to its health
+                board.release(ticket)
+                spilled.append(driver)
+                note(Attempt(driver.name, "skipped", reason=RATE_LIMITED))
+                continue
+            result = yield from use(driver, ticket, seconds, delay)
             if result is not None:
                 return result
     else:
         deferred = list(drivers)
+    for driver in spilled:  # every other driver failed: wait for its slot, up to the deadline
+        seconds = budget()
+        delay = slot(driver, seconds, last=True)
+        if delay is None:
+            continue
+        ticket = board.acquire(driver.name, functools.partial(_lease, seconds, driver))
+        if isinstance(ticket, str):
+            ticket = board.force(driver.name, _lease(seconds, driver))
+        result = yield from use(driver, ticket, seconds, delay)
+        if result is not None:
+            return result
     deferred.sort(key=lambda d: board.opened_at(d.name))
     for driver in deferred:
         seconds = budget()
@@ -266,11 +330,15 @@ def _log(driver: str, answer: Answer) -> None:
                    ", ambiguous" if error.ambiguous else "", error.detail)  # fmt: skip
 
 
-def run(steps: Steps, message: Message) -> SendResult:
+def run(
+    steps: Steps, message: Message, sleep: Callable[[float], object] = time.sleep
+) -> SendResult:
     """Drive ``steps`` with blocking ``driver.send`` calls: the threaded mailer's loop."""
     try:
         step = next(steps)
         while True:
+            if step.delay > 0:
+                sleep(step.delay)
             try:
                 with deadline_scope(step.budget):
                     receipt = step.driver.send(message)

@@ -120,7 +120,7 @@ class DriverSpec:
     source: str = "<config>"
     timeout: float | None = None
     #: ``rate``, ``rate_mode`` and ``slow_after``, taken out of ``settings`` for the mailer.
-    policy: DriverPolicy = DriverPolicy()
+    policy: DriverPolicy = attrs.field(factory=DriverPolicy)
 
     @property
     def key(self) -> str:

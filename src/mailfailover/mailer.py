@@ -47,6 +47,7 @@ from .errors import (
 from .events import DeliveryEvent
 from .health import DriverHealth, HealthBoard
 from .message import Message
+from .policy import DriverPolicy
 from .results import STRATEGIES, Attempt, SendResult, Strategy
 from .state import MemoryStore, ResilientStore, StateStore, open_store
 from .suppressions import SuppressionList
@@ -104,6 +105,11 @@ class FailoverMailer:
     driven by ``clock``. Any store but a ``MemoryStore`` is wrapped in a
     :class:`~mailfailover.state.ResilientStore` (a failing store never stops mail). The
     mailer closes a store it opened from a URL, never one passed in.
+
+    ``policies`` maps driver names to a :class:`~mailfailover.policy.DriverPolicy` (``rate``,
+    ``rate_mode``, ``slow_after``; from a configuration, the keys of each driver's
+    ``settings``); rate limits are counted in ``state``. ``sleep`` is how a send waits for a
+    rate slot (``rate_mode="wait"``); tests give a fake clock's ``advance``.
     """
 
     def __init__(
@@ -119,6 +125,8 @@ class FailoverMailer:
         state: str | Mapping[str, Any] | StateStore | None = None,
         suppression: bool = True,
         on_event: Callable[[DeliveryEvent], object] | None = None,
+        policies: Mapping[str, DriverPolicy] | None = None,
+        sleep: Callable[[float], object] = time.sleep,
     ) -> None:
         drivers = list(drivers)
         if not drivers:
@@ -128,6 +136,8 @@ class FailoverMailer:
         if duplicates:
             raise ValueError(f"driver names must be unique; {duplicates[0]!r} is used twice")
         self._check_policy(strategy, failure_threshold, cooldown, deadline)
+        self.policies = self._check_policies(policies, names)
+        self._sleep = sleep
         self.strategy = strategy
         self.failure_threshold = failure_threshold
         self.cooldown = float(cooldown)
@@ -168,6 +178,18 @@ class FailoverMailer:
         if deadline is not None and deadline <= 0:
             raise ValueError("deadline must be positive")
 
+    @staticmethod
+    def _check_policies(
+        policies: Mapping[str, DriverPolicy] | None, names: Sequence[str]
+    ) -> dict[str, DriverPolicy]:
+        policies = dict(policies or {})
+        unknown = sorted(set(policies) - set(names))
+        if unknown:
+            raise ValueError(f"policies name a driver the mailer does not have: {unknown[0]!r}")
+        if not all(isinstance(p, DriverPolicy) for p in policies.values()):
+            raise ValueError("policies map driver names to mailfailover.DriverPolicy")
+        return {name: policy for name, policy in policies.items() if policy.active}
+
     # -- construction from configuration ---------------------------------------------------
 
     @classmethod
@@ -186,7 +208,8 @@ class FailoverMailer:
         config = load_config(source)
         drivers = build_drivers(config)
         try:
-            mailer = cls(drivers, **{**config.mailer_options(), **options})
+            defaults = {**config.mailer_options(), "policies": config.policies()}
+            mailer = cls(drivers, **{**defaults, **options})
         except BaseException:
             for driver in drivers:
                 driver.close()
@@ -248,6 +271,8 @@ class FailoverMailer:
             self.deadline = options.get("deadline")
             self._board.configure([s.driver.name for s in slots], threshold, cooldown)
             self._feedback.enabled = bool(options.get("suppression", True))
+            if "policies" not in self._overrides:
+                self.policies = config.policies()
             self._chain = _Chain(tuple(slots))
             old.retired = [s.driver for s in old.slots if id(s) not in kept_ids]
             close_now = old.retired if old.users == 0 else []
@@ -380,9 +405,9 @@ class FailoverMailer:
         drivers = [slot.driver for slot in slots]
         steps = failover(
             message, drivers, self._board, deadline=deadline, clock=self._clock,
-            record=functools.partial(self._record, message),
+            record=functools.partial(self._record, message), policies=self.policies,
         )  # fmt: skip
-        return run(steps, message)
+        return run(steps, message, self._sleep)
 
     def _record(self, message: Message, attempt: Attempt) -> None:
         hooks = [self.on_attempt, *(h.on_attempt for h in self._hooks)]

@@ -46,7 +46,7 @@ class DriverPolicy:
 
     rate: Rate | None = attrs.field(default=None, converter=_rate)
     rate_mode: RateMode = attrs.field(default="spill")
-    slow_after: float | None = None
+    slow_after: float | None = attrs.field(default=None)
 
     @rate_mode.validator
     def _check_mode(self, _: object, value: str) -> None:
