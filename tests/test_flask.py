@@ -44,6 +44,7 @@ from mailfailover import ConfigError, FailoverMailer, MemoryDriver, Message
 from mailfailover.config import HttpConfig, load_config
 from mailfailover.errors import (
     INTERNAL_ERROR,
+    MESSAGE_SUPPRESSED,
     NOT_FOUND,
     SENDER_NOT_ALLOWED,
     TOO_LARGE,
@@ -1312,7 +1313,7 @@ def openapi() -> dict[str, Any]:
 
 def test_openapi_document_validates(openapi: dict[str, Any]) -> None:
     validate_spec(openapi)  # raises on any error
-    assert set(openapi["paths"]) == {"/send", "/health", "/metrics", "/"}
+    assert set(openapi["paths"]) == {"/send", "/health", "/metrics", "/", "/webhooks/{driver}"}
 
 
 def test_openapi_lists_exactly_the_fields_the_adapter_takes(openapi: dict[str, Any]) -> None:
@@ -1344,7 +1345,7 @@ def test_real_responses_match_the_openapi_schemas(make: Any, openapi: dict[str, 
     _conforms(openapi, "DeliveryFailure", error(rejecting.post("json", GOOD), 422, 2))
     documented = openapi["components"]["schemas"]["Error"]["properties"]["error"]["enum"]
     assert set(documented) == {1, 2, 3, 4, 5, UNAUTHORIZED, SENDER_NOT_ALLOWED, TOO_LARGE,
-                               NOT_FOUND, INTERNAL_ERROR}  # fmt: skip
+                               NOT_FOUND, INTERNAL_ERROR, MESSAGE_SUPPRESSED}  # fmt: skip
 
 
 def test_a_bad_allow_list_in_the_config_fails_create_app() -> None:
