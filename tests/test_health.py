@@ -332,7 +332,10 @@ def test_transitions_are_logged_once_for_the_whole_fleet(
 
 def test_the_healthy_path_makes_no_store_round_trip_per_send(clock: FakeClock) -> None:
     store = CountingStore(clock=clock)
-    mailer = FailoverMailer([Scripted("A"), Scripted("B")], clock=clock, state=store)
+    # Health only: the suppression check is its own batched read per send (tests/events).
+    mailer = FailoverMailer(
+        [Scripted("A"), Scripted("B")], clock=clock, state=store, suppression=False
+    )
     for _ in range(100):
         mailer.send(simple_message())
     assert store.calls == {"get_many": 1}
@@ -344,7 +347,9 @@ def test_the_healthy_path_makes_no_store_round_trip_per_send(clock: FakeClock) -
 def test_a_failure_and_a_recovery_are_one_write_each(clock: FakeClock) -> None:
     store = CountingStore(clock=clock)
     a = Scripted("A", down(reason="timeout"), "ok")
-    mailer = FailoverMailer([a, Scripted("B")], cooldown=10, clock=clock, state=store)
+    mailer = FailoverMailer(
+        [a, Scripted("B")], cooldown=10, clock=clock, state=store, suppression=False
+    )
     mailer.send(simple_message())
     assert store.calls == {"get_many": 1, "update": 1}
     for _ in range(10):

@@ -261,3 +261,27 @@ def test_the_log_keeps_the_last_events_only() -> None:
                                  timestamp=dt.datetime.now(dt.timezone.utc), message_id="m",
                                  event_id=str(index)))  # fmt: skip
     assert [e["event_id"] for e in log.for_message("d", "m")] == ["2", "3", "4"]
+
+
+class CountingStore(MemoryStore):
+    """Counts the reads the suppression check makes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads: list[int] = []
+
+    def get_many(self, keys: Any) -> list[bytes | None]:
+        keys = list(keys)
+        if keys and all(key.startswith("suppression:") for key in keys):
+            self.reads.append(len(keys))
+        return super().get_many(keys)
+
+
+def test_the_check_is_one_batched_read_per_send_and_none_when_off() -> None:
+    store = CountingStore()
+    mailer = mailer_with(MemoryDriver(name="m"), state=store)
+    mailer.send(msg(cc="carl@example.com", bcc=["eve@example.com", "fay@example.com"]))
+    assert store.reads == [5]
+    off = mailer_with(MemoryDriver(name="m"), state=store, suppression=False)
+    off.send(msg())
+    assert store.reads == [5]

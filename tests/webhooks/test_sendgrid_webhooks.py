@@ -193,3 +193,15 @@ def test_signed_garbage_is_malformed() -> None:
 def test_a_bad_public_key_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="webhook_public_key"):
         driver(webhook_public_key="bm90IGEga2V5")
+
+
+def test_without_cryptography_loading_the_config_names_the_extra(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import sys
+
+    from mailfailover.errors import MissingDependency
+
+    monkeypatch.setitem(sys.modules, "cryptography", None)
+    with pytest.raises(MissingDependency, match=r"mailfailover\[webhooks\]"):
+        driver()

@@ -407,3 +407,15 @@ def test_basic_auth_when_set_is_also_required_on_signed_messages() -> None:
 def test_signed_garbage_is_malformed() -> None:
     refused(lambda: parse(envelope("not json")), 400)
     refused(lambda: parse(envelope({"notificationType": "Bounce", "mail": MAIL})), 400)
+
+
+def test_without_cryptography_loading_the_config_names_the_extra(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import sys
+
+    from mailfailover.errors import MissingDependency
+
+    monkeypatch.setitem(sys.modules, "cryptography", None)
+    with pytest.raises(MissingDependency, match=r"mailfailover\[webhooks\]"):
+        driver()

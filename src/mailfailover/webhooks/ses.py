@@ -27,6 +27,7 @@ import logging
 import re
 import threading
 from collections import OrderedDict
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -283,6 +284,13 @@ def _notification(
     return events
 
 
+def _check(settings: Mapping[str, Any], driver: str) -> None:
+    # Verifying needs cryptography: say so when the configuration loads, not at the first
+    # notification (a missing extra there would be a 500 at the webhook URL).
+    if settings.get("webhook_topic_arn"):
+        require("cryptography", "webhooks", driver=driver)
+
+
 WEBHOOKS = Webhooks(
     settings={
         "webhook_topic_arn": Setting(
@@ -295,4 +303,5 @@ WEBHOOKS = Webhooks(
     },
     enabled_by=("webhook_topic_arn",),
     parser=parse,
+    check=_check,
 )
