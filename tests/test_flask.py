@@ -1313,7 +1313,14 @@ def openapi() -> dict[str, Any]:
 
 def test_openapi_document_validates(openapi: dict[str, Any]) -> None:
     validate_spec(openapi)  # raises on any error
-    assert set(openapi["paths"]) == {"/send", "/health", "/metrics", "/", "/webhooks/{driver}"}
+    assert set(openapi["paths"]) == {
+        "/send",
+        "/health",
+        "/metrics",
+        "/",
+        "/webhooks/{driver}",
+        "/messages/{message_id}",
+    }
 
 
 def test_openapi_lists_exactly_the_fields_the_adapter_takes(openapi: dict[str, Any]) -> None:

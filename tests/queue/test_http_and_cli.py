@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import json
 import urllib.parse
+from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
 import yaml
 from conftest import queued_message, wait_final
+from openapi_schema_validator import OAS30Validator
 
 from mailfailover import FailoverMailer, MemoryDriver
 from mailfailover.celery import Outbox
@@ -46,12 +48,23 @@ def _url(message_id: str) -> str:
     return "/messages/" + urllib.parse.quote(message_id, safe="")
 
 
+OPENAPI = Path(__file__).resolve().parents[2] / "docs" / "openapi.yaml"
+
+
+def _conforms(schema: str, instance: object) -> None:
+    """``instance`` is what docs/openapi.yaml says the adapter answers."""
+    components = yaml.safe_load(OPENAPI.read_text(encoding="utf-8"))["components"]
+    document = {"$ref": f"#/components/schemas/{schema}", "components": components}
+    OAS30Validator(document).validate(instance)
+
+
 def test_post_send_queues_and_get_messages_follows_it_to_sent(queue_config, workers, stand_in):
     config = queue_config()
     client = _app(config).test_client()
     answer = client.post("/send", json=BODY, headers=_auth())
     assert answer.status_code == 202, answer.get_json()
     body = answer.get_json()
+    _conforms("Queued", body)
     assert body["status"] == "queued"
     message_id = body["message_id"]
     early = client.get(_url(message_id), headers=_auth())
@@ -62,6 +75,8 @@ def test_post_send_queues_and_get_messages_follows_it_to_sent(queue_config, work
     worker.wait_ready()
     assert wait_final(config, [message_id], timeout=30)[message_id]["status"] == "sent"
     done = client.get(_url(message_id), headers=_auth()).get_json()
+    _conforms("MessageStatus", done)
+    _conforms("MessageStatus", early.get_json())
     assert done["status"] == "sent"
     assert done["driver"] == "postmark"
     assert [a["outcome"] for a in done["attempts"]] == ["sent"]
