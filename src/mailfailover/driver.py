@@ -23,7 +23,7 @@ import math
 import re
 import time
 import traceback
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from types import ModuleType, TracebackType
 from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
 
@@ -397,6 +397,23 @@ class Driver:
         finishes its send (a thread cannot be interrupted): the message may still go out.
         """
         return await asyncio.to_thread(self.send, message)
+
+    @property
+    def batch_size(self) -> int:
+        """How many messages :meth:`send_batch` carries in one request (1: no batching)."""
+        return 1
+
+    def send_batch(self, messages: Sequence[Message]) -> list[Receipt | Exception]:
+        """Send ``messages``; for each, in order, its :class:`Receipt` or the exception its
+        send raised. One message's failure never stops the others. The default sends them
+        one by one; drivers with a batch endpoint send them in one request."""
+        out: list[Receipt | Exception] = []
+        for message in messages:
+            try:
+                out.append(self.send(message))
+            except Exception as exc:
+                out.append(exc)
+        return out
 
     def close(self) -> None:
         """Release connections; safe to call more than once."""

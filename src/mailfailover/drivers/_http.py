@@ -17,14 +17,16 @@ Provider modules are sans-I/O: they build :class:`~._wire.HttpRequest` and read
 
 from __future__ import annotations
 
+import copy
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, NoReturn
 
 from ..driver import (
     Driver,
     Receipt,
     Setting,
+    estimated_size,
     is_account_problem,
     pool_size_setting,
     remaining_time,
@@ -91,6 +93,12 @@ class HttpDriver(Driver):
     message_id_path: ClassVar[tuple[str, ...]] = ()
     #: The provider's error codes (as :meth:`error_detail` returns them) and their meaning.
     error_codes: ClassVar[Mapping[str | int, Outcome]] = {}
+    #: The provider's documented maximum of messages per batch request; a driver with a
+    #: batch endpoint sets it, declares :func:`batch_size_setting` and implements
+    #: :meth:`batch_request` and :meth:`read_batch` (1: no batch endpoint).
+    max_batch: ClassVar[int] = 1
+    #: The provider's cap on one batch request's size in bytes (None: none documented).
+    max_batch_bytes: ClassVar[int | None] = None
 
     def __init__(self, *, name: str, **settings: Any) -> None:
         super().__init__(name=name, **settings)
@@ -175,6 +183,117 @@ class HttpDriver(Driver):
     def send(self, message: Message) -> Receipt:
         request = self.prepare(message)
         return self.read_answer(self.post(request), message)
+
+    # -- batches ---------------------------------------------------------------------------
+
+    @property
+    def batch_size(self) -> int:
+        if self.max_batch <= 1:
+            return 1
+        return int(self.settings.get("batch_size") or 1)
+
+    def batchable(self, message: Message) -> bool:
+        """Whether the batch endpoint carries ``message`` whole (else it goes alone)."""
+        return True
+
+    def batch_request(self, requests: Sequence[HttpRequest]) -> HttpRequest:
+        """One request carrying the single-message ``requests`` (no I/O)."""
+        raise NotImplementedError
+
+    def read_batch(
+        self, response: HttpResponse, messages: Sequence[Message]
+    ) -> list[Receipt | DeliveryError]:
+        """Each message's receipt or error from a 2xx batch answer, in order (no I/O)."""
+        raise NotImplementedError
+
+    def send_batch(self, messages: Sequence[Message]) -> list[Receipt | Exception]:
+        """Send ``messages`` in one batch request where the provider has one.
+
+        A message the provider's checks refuse, or that the batch endpoint cannot carry
+        whole (:meth:`batchable`), gets its own error or its own request; the others go in
+        one request. An error for the whole request (a transport failure, a non-2xx
+        answer, an answer that cannot be read) becomes each carried message's own copy of
+        that error, ambiguity included; errors inside the answer are each message's own.
+        """
+        out: list[Receipt | Exception | None] = [None] * len(messages)
+        carried: list[int] = []
+        requests: list[HttpRequest] = []
+        for index, message in enumerate(messages):
+            try:
+                request = self.prepare(message)
+            except Exception as exc:
+                out[index] = exc
+                continue
+            if self.batch_size > 1 and self.batchable(message):
+                carried.append(index)
+                requests.append(request)
+            else:
+                out[index] = self._send_one(request, message)
+        request_of = dict(zip(carried, requests, strict=True))
+        for part in self._parts(carried, messages):
+            if len(part) == 1:
+                out[part[0]] = self._send_one(request_of[part[0]], messages[part[0]])
+                continue
+            group = [messages[index] for index in part]
+            answers: list[Receipt | Exception]
+            try:
+                response = self.post(
+                    self.batch_request([request_of[index] for index in part])
+                )
+                if not 200 <= response.status < 300:
+                    raise self.error_for(response)
+                answers = list(self.read_batch(response, group))
+                if len(answers) != len(group):
+                    raise self.bad_batch(f"{len(answers)} results for {len(group)} messages")
+            except Exception as exc:
+                answers = [exc, *(copy.copy(exc) for _ in part[1:])]
+            for index, answer in zip(part, answers, strict=True):
+                out[index] = answer
+        done = [answer for answer in out if answer is not None]
+        assert len(done) == len(messages)  # every message got its answer
+        return done
+
+    def _parts(self, carried: list[int], messages: Sequence[Message]) -> list[list[int]]:
+        """``carried`` cut into requests of at most ``batch_size`` messages and, when the
+        provider caps a batch's size, at most :attr:`max_batch_bytes` (estimated)."""
+        parts: list[list[int]] = []
+        size = 0
+        for index in carried:
+            weight = estimated_size(messages[index]) if self.max_batch_bytes else 0
+            full = parts and (
+                len(parts[-1]) >= self.batch_size
+                or (self.max_batch_bytes and size + weight > self.max_batch_bytes)
+            )
+            if not parts or full:
+                parts.append([])
+                size = 0
+            parts[-1].append(index)
+            size += weight
+        return parts
+
+    def _send_one(self, request: HttpRequest, message: Message) -> Receipt | Exception:
+        try:
+            return self.read_answer(self.post(request), message)
+        except Exception as exc:
+            return exc
+
+    def bad_batch(self, detail: str) -> ProviderUnavailable:
+        """A 2xx batch answer that cannot be read: the provider may have taken any of the
+        messages, so each is ambiguous."""
+        return ProviderUnavailable(
+            f"unexpected batch answer from the provider: {detail}",
+            reason="bad_response", driver=self.name, ambiguous=True,
+        )  # fmt: skip
+
+    def item_answer(self, item: Any, message: Message, *, failed: bool) -> Receipt | DeliveryError:
+        """One message's part of a batch answer, read as the provider's answer to a single
+        send (200 for a success, 422 for an error): the same parsing, the same error table."""
+        status = 422 if failed else 200
+        response = HttpResponse(status, {"Content-Type": "application/json"}, encode_json(item))
+        try:
+            return self.read_answer(response, message)
+        except DeliveryError as exc:
+            return exc
 
     def prepare(self, message: Message) -> HttpRequest:
         """Check the provider's limits, then build its request (no I/O)."""
