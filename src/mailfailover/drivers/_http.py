@@ -237,9 +237,7 @@ class HttpDriver(Driver):
             group = [messages[index] for index in part]
             answers: list[Receipt | Exception]
             try:
-                response = self.post(
-                    self.batch_request([request_of[index] for index in part])
-                )
+                response = self.post(self.batch_request([request_of[index] for index in part]))
                 if not 200 <= response.status < 300:
                     raise self.error_for(response)
                 answers = list(self.read_batch(response, group))
