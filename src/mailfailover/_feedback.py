@@ -45,7 +45,7 @@ class Feedback:
         #: Wall-clock seconds (signed webhook timestamps are epoch times): the store's clock
         #: unless given.
         self.clock = store.now if clock is None else clock
-        self.suppressions = SuppressionList(store, clock=self.clock)
+        self.suppressions = SuppressionList(store, clock=self.clock, cached=True)
         self.log = EventLog(store)
         self._hooks: tuple[EventHook, ...] = ()
         self._lock = threading.Lock()

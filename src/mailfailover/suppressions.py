@@ -7,12 +7,21 @@ was dead. Entries live in the state store (``suppression:<address>`` keys), so e
 process sharing the store shares the list. Addresses are compared case-insensitively on
 their ASCII form (the domain in IDNA): ``Ann@Bücher.example`` and ``ann@xn--bcher-kva.example``
 are one entry.
+
+The mailer's check before each send costs no store round trip in the steady state: it
+keeps the list in memory and asks the store only for a generation counter, at most every
+:data:`REFRESH_INTERVAL` seconds, re-reading the list when another process changed it. An
+address suppressed by another process is honoured within that interval; one suppressed
+by this process, at once. A list larger than :data:`MAX_SNAPSHOT` is not held in memory:
+each send then asks the store for its recipients.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Final
 
@@ -26,6 +35,12 @@ __all__ = ["REASONS", "Suppression", "SuppressionList", "normalise_address"]
 #: Why an address is suppressed.
 REASONS: Final = ("bounced", "complained", "unsubscribed", "manual")
 PREFIX: Final = "suppression:"
+#: Bumped on every change, so processes holding the list in memory know to re-read it.
+GENERATION_KEY: Final = "suppression-generation"
+#: Seconds a process trusts its copy of the list before asking whether it changed.
+REFRESH_INTERVAL: Final = 0.5
+#: Entries above which the list is not copied into each process's memory.
+MAX_SNAPSHOT: Final = 100_000
 
 
 def normalise_address(address: str) -> str:
@@ -78,10 +93,24 @@ class Suppression:
 class SuppressionList:
     """The suppression list on a state store; ``in``, ``iter`` and ``len`` work on it."""
 
-    def __init__(self, store: StateStore, *, clock: Callable[[], float] | None = None) -> None:
+    def __init__(
+        self,
+        store: StateStore,
+        *,
+        clock: Callable[[], float] | None = None,
+        cached: bool = False,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.store = store
         #: Wall-clock seconds for ``created``: the store's own clock unless given.
         self.clock = store.now if clock is None else clock
+        #: Hold the list in memory for :meth:`suppressed` (the mailer's check before sends).
+        self.cached = cached
+        self._monotonic = monotonic
+        self._lock = threading.Lock()
+        self._snapshot: set[str] | None = None  # None: not read yet, or too large to hold
+        self._generation: bytes | None = None
+        self._checked_at = float("-inf")
 
     def add(
         self, address: str, reason: str = "manual", *, driver: str | None = None
@@ -95,6 +124,7 @@ class SuppressionList:
         now = dt.datetime.fromtimestamp(self.clock(), tz=dt.timezone.utc)
         entry = Suppression(key, reason, driver, now)
         if self.store.add(PREFIX + key, entry._encode()):
+            self._changed(add=key)
             return entry
         return self.get(key) or entry
 
@@ -104,7 +134,42 @@ class SuppressionList:
             key = normalise_address(address)
         except ValueError:
             return False
-        return self.store.delete(PREFIX + key)
+        if not self.store.delete(PREFIX + key):
+            return False
+        self._changed(remove=key)
+        return True
+
+    def _changed(self, *, add: str | None = None, remove: str | None = None) -> None:
+        """Tell every process's copy that the list changed; update this one at once."""
+        self.store.incr(GENERATION_KEY)
+        with self._lock:
+            if self._snapshot is not None:
+                if add is not None:
+                    self._snapshot.add(add)
+                if remove is not None:
+                    self._snapshot.discard(remove)
+
+    def _keys(self) -> set[str] | None:
+        """The listed keys as this process knows them (refreshed when the list changed), or
+        None when the list is too large to hold."""
+        now = self._monotonic()
+        with self._lock:
+            if now - self._checked_at < REFRESH_INTERVAL:
+                return self._snapshot
+            held, generation = self._snapshot, self._generation
+            loaded = self._checked_at != float("-inf")
+        current = self.store.get(GENERATION_KEY)
+        if loaded and current == generation:
+            with self._lock:
+                self._checked_at = now
+            return held
+        # Read the counter first: a change during the scan bumps it again, so the next
+        # refresh reads the list again. Erring that way only ever suppresses more.
+        entries = self.store.scan(PREFIX)
+        keys = {k[len(PREFIX) :] for k, _ in entries} if len(entries) <= MAX_SNAPSHOT else None
+        with self._lock:
+            self._snapshot, self._generation, self._checked_at = keys, current, now
+        return keys
 
     def get(self, address: str) -> Suppression | None:
         """The entry for ``address``, or None."""
@@ -116,15 +181,21 @@ class SuppressionList:
         return None if value is None else Suppression._decode(key, value)
 
     def suppressed(self, addresses: Iterable[str]) -> set[str]:
-        """Which of ``addresses`` (as given) are on the list, in one store round trip."""
+        """Which of ``addresses`` (as given) are on the list: from this process's copy when
+        ``cached``, else in one store round trip."""
         given = list(addresses)
         keys: dict[str, str] = {}
         for address in given:
             try:
-                keys[address] = PREFIX + normalise_address(address)
+                keys[address] = normalise_address(address)
             except ValueError:
                 continue
-        values = self.store.get_many(list(keys.values())) if keys else []
+        if not keys:
+            return set()
+        held = self._keys() if self.cached else None
+        if held is not None:
+            return {address for address, key in keys.items() if key in held}
+        values = self.store.get_many([PREFIX + key for key in keys.values()])
         return {address for address, value in zip(keys, values, strict=True) if value is not None}
 
     def __contains__(self, address: object) -> bool:

@@ -23,6 +23,8 @@ from mailfailover.drivers.mailgun import MailgunDriver
 from mailfailover.drivers.memory import MemoryDriver
 from mailfailover.events import EventLog
 from mailfailover.state import MemoryStore
+from mailfailover.suppressions import GENERATION_KEY, PREFIX, REFRESH_INTERVAL, SuppressionList
+from mailfailover.testing import FakeClock
 
 KEY = "mailgun-signing-key"
 
@@ -264,24 +266,73 @@ def test_the_log_keeps_the_last_events_only() -> None:
 
 
 class CountingStore(MemoryStore):
-    """Counts the reads the suppression check makes."""
+    """Counts the store calls the suppression check makes."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.reads: list[int] = []
+        self.calls: list[str] = []
+
+    def get(self, key: str) -> bytes | None:
+        if key == GENERATION_KEY:
+            self.calls.append("generation")
+        return super().get(key)
 
     def get_many(self, keys: Any) -> list[bytes | None]:
         keys = list(keys)
-        if keys and all(key.startswith("suppression:") for key in keys):
-            self.reads.append(len(keys))
+        if keys and all(key.startswith(PREFIX) for key in keys):
+            self.calls.append("get_many")
         return super().get_many(keys)
 
+    def scan(self, prefix: str) -> list[tuple[str, bytes]]:
+        if prefix == PREFIX:
+            self.calls.append("scan")
+        return super().scan(prefix)
 
-def test_the_check_is_one_batched_read_per_send_and_none_when_off() -> None:
+
+def test_the_check_costs_no_store_call_per_send_once_the_list_is_held() -> None:
+    """Issue 10's healthy-path target: the suppression check must not put a store round
+    trip in front of every send; the list is re-read only when another process changed it."""
     store = CountingStore()
+    clock = FakeClock()
     mailer = mailer_with(MemoryDriver(name="m"), state=store)
+    mailer.suppressions._monotonic = clock
     mailer.send(msg(cc="carl@example.com", bcc=["eve@example.com", "fay@example.com"]))
-    assert store.reads == [5]
+    assert store.calls == ["generation", "scan"]
+    for _ in range(5):
+        mailer.send(msg())
+    assert store.calls == ["generation", "scan"]  # nothing per send
+    clock.advance(REFRESH_INTERVAL)
+    mailer.send(msg())
+    assert store.calls == ["generation", "scan", "generation"]  # unchanged: no re-read
+
+    # Another process suppresses an address: seen at the next refresh, not before.
+    SuppressionList(store).add("ann@example.com", reason="bounced")
+    assert mailer.send(msg(to=["ann@example.com", "bob@example.com"])).suppressed == ()
+    clock.advance(REFRESH_INTERVAL)
+    result = mailer.send(msg(to=["ann@example.com", "bob@example.com"]))
+    assert result.suppressed == ("ann@example.com",)
+    assert store.calls[-2:] == ["generation", "scan"]
+
+    # This process's own change counts at once.
+    mailer.suppressions.add("bob@example.com")
+    with pytest.raises(MessageSuppressed):
+        mailer.send(msg(to=["bob@example.com"]))
+
     off = mailer_with(MemoryDriver(name="m"), state=store, suppression=False)
+    before = list(store.calls)
     off.send(msg())
-    assert store.reads == [5]
+    assert store.calls == before
+
+
+def test_a_list_too_large_to_hold_is_asked_per_send(monkeypatch: pytest.MonkeyPatch) -> None:
+    import mailfailover.suppressions as module
+
+    monkeypatch.setattr(module, "MAX_SNAPSHOT", 2)
+    store = CountingStore()
+    listing = SuppressionList(store)
+    for address in ("a@example.com", "b@example.com", "c@example.com"):
+        listing.add(address)
+    mailer = mailer_with(MemoryDriver(name="m"), state=store)
+    result = mailer.send(msg(to=["c@example.com", "d@example.com"]))
+    assert result.suppressed == ("c@example.com",)
+    assert store.calls == ["generation", "scan", "get_many"]
