@@ -19,9 +19,11 @@ import aiohttp.http_exceptions as he
 import pytest
 import test_http_transport as sync_transport
 
-from mailfailover import ProviderUnavailable, Receipt
+from mailfailover import MemoryDriver, ProviderUnavailable, Receipt
+from mailfailover.aio import AsyncFailoverMailer
 from mailfailover.drivers._aiohttp import AIOHTTP_ERRORS, multipart, transport_error
-from mailfailover.testing import simple_message
+from mailfailover.health import State
+from mailfailover.testing import FakeClock, simple_message
 
 BODY_CASES, _Plain = sync_transport.BODY_CASES, sync_transport._Plain
 serve = sync_transport.serve  # the raw-bytes loopback server fixture
@@ -214,6 +216,24 @@ def test_a_gzip_body_that_decodes_is_read(serve: Any, run: Any) -> None:
             await driver.aclose()
 
     assert run(send()).message_id == "m-1"
+
+
+def test_a_body_read_timeout_opens_the_breaker_at_once(serve: Any, run: Any) -> None:
+    """As with requests: a timeout reading the body cools the driver down at once."""
+    server = serve(BODY_CASES["body-read-timeout"][0], stall=True)
+    driver = _Plain(name="plain", base_url=f"http://127.0.0.1:{server.port}", timeout=0.3)
+    backup = MemoryDriver(name="backup")
+
+    async def send() -> None:
+        async with AsyncFailoverMailer([driver, backup], failure_threshold=5,
+                                       clock=FakeClock()) as mailer:  # fmt: skip
+            result = await mailer.send(simple_message())
+            assert result.driver == "backup"
+            assert result.attempts[0].error is not None
+            assert result.attempts[0].error.reason == "timeout"  # type: ignore[attr-defined]
+            assert mailer.health()[0].state is State.COOLING_DOWN
+
+    run(send())
 
 
 def test_a_session_is_made_per_event_loop_and_closed_cleanly(serve: Any) -> None:

@@ -31,6 +31,7 @@ MODEL = (
 #: What sits above the model and the drivers: the model must never import these.
 ABOVE = (
     "mailfailover.mailer",
+    "mailfailover.aio",
     "mailfailover.config",
     "mailfailover.registry",
     "mailfailover.cli",

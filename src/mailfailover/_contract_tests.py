@@ -7,8 +7,9 @@ import time, and :mod:`mailfailover.testing` must import on an install without p
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
-from typing import Any, ClassVar
+import asyncio
+from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
+from typing import Any, ClassVar, Literal, TypeVar
 
 import pytest
 
@@ -21,9 +22,14 @@ from .errors import (
     ProviderUnavailable,
     UnsupportedFeature,
 )
+from .message import Message
+from .results import SendResult
 from .testing import full_message, simple_message
 
+_T = TypeVar("_T")
+
 __all__ = [
+    "AIOHTTP_TRANSPORT_FAILURES",
     "TRANSPORT_FAILURES",
     "DriverContractTests",
     "HttpDriverContractTests",
@@ -41,9 +47,48 @@ class DriverContractTests:
     reject, like ``console``). :meth:`requests_made` returns how many requests reached the
     fake provider, so the contract can check nothing is sent for an unsupported message.
     List in ``secrets`` every credential value your ``make_driver`` uses.
+
+    Every test runs twice: through ``send`` (``colour`` ``"sync"``, with
+    :class:`~mailfailover.FailoverMailer`) and through ``asend`` in an event loop (``"async"``,
+    with :class:`~mailfailover.aio.AsyncFailoverMailer`); a driver without its own ``asend``
+    is run in a thread by the default one. Tests of your own can use :meth:`send` and
+    :meth:`mailer_send` to do the same.
     """
 
     secrets: ClassVar[tuple[str, ...]] = ()
+    colour: Literal["sync", "async"] = "sync"
+
+    @pytest.fixture(autouse=True, params=["sync", "async"])
+    def _colour(self, request: pytest.FixtureRequest) -> Iterator[None]:
+        self.colour = request.param
+        if self.colour == "sync":
+            yield
+            return
+        self._loop = asyncio.new_event_loop()
+        try:
+            yield
+        finally:
+            self._loop.close()
+
+    def run(self, coroutine: Coroutine[Any, Any, _T]) -> _T:
+        """Run ``coroutine`` in this test's event loop (the ``async`` colour)."""
+        return self._loop.run_until_complete(coroutine)
+
+    def send(self, driver: Driver, message: Message) -> Receipt:
+        """``driver.send(message)``, or ``driver.asend(message)`` in the ``async`` colour."""
+        if self.colour == "async":
+            return self.run(driver.asend(message))
+        return driver.send(message)
+
+    def mailer_send(self, drivers: Sequence[Driver], message: Message) -> SendResult:
+        """Send ``message`` through a failover mailer of ``drivers`` of this colour."""
+        if self.colour == "async":
+            from .aio import AsyncFailoverMailer
+
+            return self.run(AsyncFailoverMailer(drivers).send(message))
+        from .mailer import FailoverMailer
+
+        return FailoverMailer(drivers).send(message)
 
     def make_driver(self) -> Driver:
         raise NotImplementedError
@@ -66,7 +111,10 @@ class DriverContractTests:
         try:
             yield driver
         finally:
-            driver.close()
+            if self.colour == "async":
+                self.run(driver.aclose())
+            else:
+                driver.close()
 
     def _assert_no_secret(self, text: str) -> None:
         for secret in self.secrets:
@@ -75,7 +123,7 @@ class DriverContractTests:
     def test_contract_success_returns_receipt(self, contract_driver: Driver) -> None:
         """A successful send returns a Receipt naming the configured driver instance."""
         self.arrange_success()
-        receipt = contract_driver.send(simple_message())
+        receipt = self.send(contract_driver, simple_message())
         assert isinstance(receipt, Receipt)
         assert receipt.driver == contract_driver.name
         assert receipt.message_id is None or isinstance(receipt.message_id, str)
@@ -85,7 +133,7 @@ class DriverContractTests:
         """A transient failure raises ProviderUnavailable naming the driver, without secrets."""
         self.arrange_unavailable()
         with pytest.raises(ProviderUnavailable) as caught:
-            contract_driver.send(simple_message())
+            self.send(contract_driver, simple_message())
         assert caught.value.driver == contract_driver.name
         self._assert_no_secret(str(caught.value))
         self._assert_no_secret(repr(caught.value.response))
@@ -95,7 +143,7 @@ class DriverContractTests:
         """A provider's rejection raises MessageRejected naming the driver, without secrets."""
         self.arrange_rejection()
         with pytest.raises(MessageRejected) as caught:
-            contract_driver.send(simple_message())
+            self.send(contract_driver, simple_message())
         assert caught.value.driver == contract_driver.name
         assert caught.value.code == 2
         self._assert_no_secret(str(caught.value))
@@ -107,7 +155,7 @@ class DriverContractTests:
         before = self.requests_made()
         outcome: Receipt | DeliveryError
         try:
-            outcome = contract_driver.send(full_message())
+            outcome = self.send(contract_driver, full_message())
         except DeliveryError as exc:
             outcome = exc
         if isinstance(outcome, UnsupportedFeature):
@@ -181,15 +229,104 @@ TRANSPORT_FAILURES: tuple[tuple[str, Any, str, bool], ...] = (
 )
 
 
+def _aiohttp_refused() -> Exception:
+    import aiohttp.client_exceptions as ce
+    from aiohttp.client_reqrep import ConnectionKey
+
+    # Its fields vary between aiohttp versions; only host, port and ssl are shown.
+    blank: Any = (None,) * len(ConnectionKey._fields)
+    key = ConnectionKey(*blank)._replace(host="provider.example", port=443, is_ssl=True)
+    return ce.ClientConnectorError(key, ConnectionRefusedError(111, "Connection refused"))
+
+
+def _aiohttp_body_read_timeout() -> Exception:
+    import aiohttp
+
+    broken = aiohttp.ClientPayloadError("Response payload is not completed")
+    broken.__cause__ = aiohttp.SocketTimeoutError("Timeout on reading data from socket")
+    return broken
+
+
+#: What ``aiohttp`` raises in the same situations (real sockets give these; see
+#: tests/test_aiohttp_transport.py).
+AIOHTTP_TRANSPORT_FAILURES: Mapping[str, Callable[[], Exception]] = {
+    "connect-timeout": lambda: __import__("aiohttp").ConnectionTimeoutError("connect"),
+    "read-timeout": lambda: __import__("aiohttp").SocketTimeoutError("read"),
+    "read-timeout-in-body": _aiohttp_body_read_timeout,
+    "refused": _aiohttp_refused,
+    "reset-after-send": lambda: __import__("aiohttp").ClientOSError(104, "Connection reset"),
+}
+
+
+def _canned_response_class() -> Any:
+    """``aiohttp.ClientResponse`` as aioresponses (0.7.x) can build it: aiohttp 3.14 added a
+    required ``stream_writer`` argument that aioresponses does not pass."""
+    import inspect
+    import types
+
+    import aiohttp
+
+    if "stream_writer" not in inspect.signature(aiohttp.ClientResponse.__init__).parameters:
+        return aiohttp.ClientResponse
+
+    class CannedResponse(aiohttp.ClientResponse):
+        def __init__(self, method: str, url: Any, **kwargs: Any) -> None:
+            kwargs.setdefault("stream_writer", types.SimpleNamespace(output_size=0))
+            super().__init__(method, url, **kwargs)
+
+    return CannedResponse
+
+
+class _AiohttpMock:
+    """The part of ``responses.RequestsMock`` the contract and ``failover_cases`` use
+    (``add``, ``post``, ``reset``, ``calls``), on ``aioresponses``: the same canned answers
+    reach :meth:`HttpDriver.asend` through the real ``aiohttp`` transport."""
+
+    def __init__(self, mock: Any) -> None:
+        self.mock = mock
+        self.response_class = _canned_response_class()
+
+    def add(self, method: str, url: str, **answer: Any) -> None:
+        kwargs: dict[str, Any] = {"status": answer.pop("status", 200)}
+        if "json" in answer:
+            kwargs["payload"] = answer.pop("json")
+        body = answer.pop("body", None)
+        if isinstance(body, BaseException):
+            kwargs["exception"] = body
+        elif body is not None:
+            kwargs["body"] = body
+            kwargs["content_type"] = "text/plain"
+        if "content_type" in answer:
+            kwargs["content_type"] = answer.pop("content_type")
+        if "headers" in answer:
+            kwargs["headers"] = answer.pop("headers")
+        if answer:
+            raise TypeError(f"the aiohttp mock does not take {sorted(answer)}")
+        self.mock.add(url, method=method, response_class=self.response_class, **kwargs)
+
+    def post(self, url: str, **answer: Any) -> None:
+        self.add("POST", url, **answer)
+
+    def reset(self) -> None:
+        self.mock.clear()
+        self.mock.requests.clear()
+
+    @property
+    def calls(self) -> list[Any]:
+        return [call for calls in self.mock.requests.values() for call in calls]
+
+
 class HttpDriverContractTests(DriverContractTests):
     """The contract of a driver built on :class:`~mailfailover.drivers._http.HttpDriver`,
-    checked with ``responses`` (which must be installed).
+    checked with ``responses`` (which must be installed) for ``send`` and ``aioresponses``
+    for ``asend`` (its tests are skipped without it).
 
     Set ``endpoint`` (the full URL :meth:`make_driver`'s driver posts to) and the three
     canned answers as keyword arguments for ``responses.add`` (``status``, ``json`` or
     ``body``, ``headers``). On top of :class:`DriverContractTests` this checks every transport
     failure (reason and ``ambiguous``), ``Retry-After``, and the failover decision in front
-    of a :class:`MemoryDriver`.
+    of a :class:`MemoryDriver`. ``self.http`` is the ``responses`` mock, or in the
+    ``async`` colour an object with the same ``add``, ``post``, ``reset`` and ``calls``.
     """
 
     endpoint: ClassVar[str] = ""
@@ -198,13 +335,29 @@ class HttpDriverContractTests(DriverContractTests):
     rejection_response: ClassVar[dict[str, Any]] = {}
     unavailable_response: ClassVar[dict[str, Any]] = {"status": 503, "body": "Service Unavailable"}
 
+    http: Any
+
     @pytest.fixture(autouse=True)
-    def _http_mock(self) -> Iterator[None]:
+    def _http_mock(self, _colour: None) -> Iterator[None]:
+        if self.colour == "async":
+            aioresponses = pytest.importorskip("aioresponses")
+            with aioresponses.aioresponses() as mock:
+                self.http = _AiohttpMock(mock)
+                yield
+            return
         import responses
 
         with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
             self.http = mock
             yield
+
+    def transport_failure(self, case: str) -> Exception:
+        """The exception this colour's HTTP client raises for a :data:`TRANSPORT_FAILURES`
+        case (``connect-timeout``, ``read-timeout``, ``refused``, ``reset-after-send``)."""
+        if self.colour == "async":
+            return AIOHTTP_TRANSPORT_FAILURES[case]()
+        factories = {name: factory for name, factory, _, _ in TRANSPORT_FAILURES}
+        return factories[case]()  # type: ignore[no-any-return]
 
     def _answer(self, **kwargs: Any) -> None:
         self.http.add(self.method, self.endpoint, **kwargs)
@@ -222,19 +375,19 @@ class HttpDriverContractTests(DriverContractTests):
         return len(self.http.calls)
 
     @pytest.mark.parametrize(
-        ("make_error", "reason", "ambiguous"),
-        [case[1:] for case in TRANSPORT_FAILURES],
+        ("case", "reason", "ambiguous"),
+        [(case[0], *case[2:]) for case in TRANSPORT_FAILURES],
         ids=[case[0] for case in TRANSPORT_FAILURES],
     )
     def test_contract_transport_failures(
-        self, contract_driver: Driver, make_error: Any, reason: str, ambiguous: bool
+        self, contract_driver: Driver, case: str, reason: str, ambiguous: bool
     ) -> None:
         """Timeouts, refused and reset connections are unavailable, ambiguous only after send,
-        with the original ``requests`` exception chained as the cause."""
-        error = make_error()
+        with the HTTP client's original exception chained as the cause."""
+        error = self.transport_failure(case)
         self._answer(body=error)
         with pytest.raises(ProviderUnavailable) as caught:
-            contract_driver.send(simple_message())
+            self.send(contract_driver, simple_message())
         assert caught.value.__cause__ is error
         assert (caught.value.reason, caught.value.ambiguous) == (reason, ambiguous)
         assert caught.value.status is None
@@ -246,7 +399,7 @@ class HttpDriverContractTests(DriverContractTests):
         self._answer(status=429, json={"message": "Too many requests"},
                      headers={"Retry-After": "120"})  # fmt: skip
         with pytest.raises(ProviderUnavailable) as caught:
-            contract_driver.send(simple_message())
+            self.send(contract_driver, simple_message())
         assert caught.value.reason == "rate_limited"
         assert caught.value.retry_after == 120
 
@@ -264,37 +417,33 @@ class HttpDriverContractTests(DriverContractTests):
         self, contract_driver: Driver, fault: str
     ) -> None:
         """Each transient failure in front of a memory driver delivers through it."""
-        from .mailer import FailoverMailer
-
         if fault == "server":
             self.arrange_unavailable()
         elif fault == "rate_limited":
             self._answer(status=429, json={"message": "slow down"}, headers={"Retry-After": "5"})
         elif fault == "timeout":
-            self._answer(body=TRANSPORT_FAILURES[1][1]())
+            self._answer(body=self.transport_failure("read-timeout"))
         elif fault == "body-timeout":
-            self._answer(body=body_read_timeout())
+            self._answer(body=self.transport_failure("read-timeout-in-body"))
         elif fault == "connect-timeout":
-            self._answer(body=TRANSPORT_FAILURES[0][1]())
+            self._answer(body=self.transport_failure("connect-timeout"))
         elif fault == "reset":
-            self._answer(body=connection_reset())
+            self._answer(body=self.transport_failure("reset-after-send"))
         else:
-            self._answer(body=connection_refused())
+            self._answer(body=self.transport_failure("refused"))
         backup = MemoryDriver(name="backup")
-        result = FailoverMailer([contract_driver, backup]).send(simple_message())
+        result = self.mailer_send([contract_driver, backup], simple_message())
         assert result.driver == "backup"
         assert [a.outcome for a in result.attempts] == ["unavailable", "sent"]
         assert len(backup.outbox) == 1
 
     def test_contract_provider_failures_fail_over(self, contract_driver: Driver) -> None:
         """Each of :meth:`failover_cases` in front of a memory driver delivers through it."""
-        from .mailer import FailoverMailer
-
         for label, arrange in self.failover_cases().items():
             self.http.reset()
             arrange(self.http)
             backup = MemoryDriver(name="backup")
-            result = FailoverMailer([contract_driver, backup]).send(simple_message())
+            result = self.mailer_send([contract_driver, backup], simple_message())
             outcomes = [a.outcome for a in result.attempts]
             assert outcomes == ["unavailable", "sent"], f"{label}: {outcomes}"
             assert len(backup.outbox) == 1, label
@@ -302,11 +451,9 @@ class HttpDriverContractTests(DriverContractTests):
 
     def test_contract_rejection_is_not_failed_over(self, contract_driver: Driver) -> None:
         """A rejection in front of a memory driver stops there: the backup gets nothing."""
-        from .mailer import FailoverMailer
-
         self.arrange_rejection()
         backup = MemoryDriver(name="backup")
         with pytest.raises(MessageRejected):
-            FailoverMailer([contract_driver, backup]).send(simple_message())
+            self.mailer_send([contract_driver, backup], simple_message())
         assert backup.outbox == []
         assert backup.calls == 0

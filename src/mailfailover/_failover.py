@@ -8,26 +8,10 @@ did, as :func:`answer_from` / :func:`delivered` classify it. When it is done it 
 :class:`~mailfailover.results.SendResult` (``StopIteration.value``) or raises
 :class:`~mailfailover.errors.MessageRejected` / :class:`~mailfailover.errors.AllProvidersFailed`.
 Closing it early (``KeyboardInterrupt`` in a driver, a cancelled task) gives back any probe
-the send held. A sync driver loop is :func:`run`; an async one is the same ten lines with
-``await``::
-
-    steps = failover(message, drivers, board, deadline=..., clock=..., record=...)
-    try:
-        step = next(steps)
-        while True:
-            if step.delay:  # waiting for the driver's rate limit
-                await asyncio.sleep(step.delay)
-            try:
-                with deadline_scope(step.budget):
-                    receipt = await step.driver.send_async(message)
-            except Exception as exc:
-                step = steps.send(answer_from(step.driver.name, exc))
-            else:
-                step = steps.send(delivered(receipt))
-    except StopIteration as done:
-        return done.value
-    finally:
-        steps.close()
+the send held. The threaded mailer drives it with :func:`run` (blocking ``driver.send``,
+``time.sleep`` for a rate limit's wait), :class:`~mailfailover.aio.AsyncFailoverMailer`
+with :func:`arun` (``await driver.asend``, ``await asyncio.sleep``): the same loop, one
+with ``await``.
 
 Health bookkeeping goes through :class:`~mailfailover.health.HealthBoard`, which touches
 the state store only on transitions (failure, recovery, probe claim/release) and at most
@@ -42,6 +26,7 @@ next driver without counting against health) is one row, not a new branch in eve
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import time
@@ -74,6 +59,7 @@ __all__ = [
     "Steps",
     "Try",
     "answer_from",
+    "arun",
     "delivered",
     "failover",
     "run",
@@ -328,6 +314,29 @@ def _log(driver: str, answer: Answer) -> None:
         level = logging.ERROR if error.reason in _LOUD_REASONS else logging.WARNING
         logger.log(level, "%s unavailable (%s%s): %s", driver, error.reason,
                    ", ambiguous" if error.ambiguous else "", error.detail)  # fmt: skip
+
+
+async def arun(steps: Steps, message: Message) -> SendResult:
+    """Drive ``steps`` with awaited ``driver.asend`` calls: the asyncio mailer's loop, the
+    same as :func:`run` but for ``await``. A cancelled send (``CancelledError`` at an
+    ``await``) closes the steps, which gives back a probe the send held."""
+    try:
+        step = next(steps)
+        while True:
+            if step.delay > 0:  # waiting for the driver's rate limit
+                await asyncio.sleep(step.delay)
+            try:
+                with deadline_scope(step.budget):
+                    receipt = await step.driver.asend(message)
+            except Exception as exc:
+                step = steps.send(answer_from(step.driver.name, exc))
+            else:
+                step = steps.send(delivered(receipt))
+    except StopIteration as done:
+        result: SendResult = done.value
+        return result
+    finally:
+        steps.close()
 
 
 def run(

@@ -80,6 +80,17 @@ class _Chain:
     retired: list[Driver] | None = None
 
 
+@attrs.frozen(eq=False)
+class _Send:
+    """One send under way: the chain it holds, its failover steps, the message as sent
+    (suppressed recipients dropped) and those dropped."""
+
+    chain: _Chain
+    steps: Steps
+    message: Message
+    suppressed: tuple[str, ...]
+
+
 def _shared_store(
     state: str | Mapping[str, Any] | StateStore | None, clock: Callable[[], float]
 ) -> StateStore:
@@ -298,6 +309,22 @@ class FailoverMailer:
         tried) or :class:`AllProvidersFailed` (every driver was unavailable or skipped, or the
         deadline ran out), both carrying ``attempts``.
         """
+        send = self._begin(message)
+        try:
+            result = run(send.steps, send.message, self._sleep)
+        except (MessageRejected, AllProvidersFailed) as exc:
+            self._notify(send.message, exc)
+            raise
+        finally:
+            self._release_chain(send.chain)
+        return self._finish(send, result)
+
+    def _begin(self, message: Message) -> _Send:
+        """What every send does first, whoever drives it (this class with blocking calls,
+        :class:`~mailfailover.aio.AsyncFailoverMailer` with ``await``): check the message,
+        drop suppressed recipients, hold the current driver chain (the caller gives it back
+        with :meth:`_release_chain`), put its drivers in this send's order and make the
+        failover steps (:mod:`._failover`) for them. Then :meth:`_finish` with the result."""
         if not isinstance(message, Message):
             raise InvalidMessage("send() takes a mailfailover.Message", field=None)
         if self._closed:
@@ -316,15 +343,20 @@ class FailoverMailer:
             if strategy == "round_robin":  # outside the lock: the position may be a store call
                 start = self._board.next_position() % len(slots)
                 slots = slots[start:] + slots[:start]
-            result = self._send(message, slots, deadline)
-        except (MessageRejected, AllProvidersFailed) as exc:
-            self._notify(message, exc)
-            raise
-        finally:
+            steps = failover(
+                message, [slot.driver for slot in slots], self._board, deadline=deadline,
+                clock=self._clock, record=functools.partial(self._record, message),
+                policies=self.policies,
+            )  # fmt: skip
+        except BaseException:
             self._release_chain(chain)
-        if suppressed:
-            result = attrs.evolve(result, suppressed=suppressed)
-        self._notify(message, result)
+            raise
+        return _Send(chain, steps, message, suppressed)
+
+    def _finish(self, send: _Send, result: SendResult) -> SendResult:
+        if send.suppressed:
+            result = attrs.evolve(result, suppressed=send.suppressed)
+        self._notify(send.message, result)
         return result
 
     # -- delivery events and suppressions ---------------------------------------------------
@@ -401,14 +433,6 @@ class FailoverMailer:
                     hooks.on_result(message, outcome)
                 except Exception:
                     logger.exception("an on_result hook raised; the send goes on")
-
-    def _send(self, message: Message, slots: list[_Slot], deadline: float | None) -> SendResult:
-        drivers = [slot.driver for slot in slots]
-        steps = failover(
-            message, drivers, self._board, deadline=deadline, clock=self._clock,
-            record=functools.partial(self._record, message), policies=self.policies,
-        )  # fmt: skip
-        return run(steps, message, self._sleep)
 
     def _record(self, message: Message, attempt: Attempt) -> None:
         hooks = [self.on_attempt, *(h.on_attempt for h in self._hooks)]
@@ -562,16 +586,22 @@ class FailoverMailer:
 
     def close(self) -> None:
         """Close every driver's connections; safe to call twice."""
-        with self._lock:
-            if self._closed:
-                return
-            self._closed = True
-            drivers = [slot.driver for slot in self._chain.slots]
-        for driver in drivers:
+        for driver in self._shut():
             try:
                 driver.close()
             except Exception:
                 logger.exception("closing %s failed", driver.name)
+        self._close_store()
+
+    def _shut(self) -> list[Driver]:
+        """Refuse further sends; the drivers to close (none when already closed)."""
+        with self._lock:
+            if self._closed:
+                return []
+            self._closed = True
+            return [slot.driver for slot in self._chain.slots]
+
+    def _close_store(self) -> None:
         if self._owns_store:
             self.store.close()  # closes connections; the shared state stays as it is
 

@@ -8,6 +8,9 @@ failures cool the primary down for ``cooldown``, a ``Retry-After`` at once for t
 cooling-down primary gets no request; after the cooldown it is probed again), driven by an
 injected clock; and, with every logger at DEBUG, that no credential shows up in a log line,
 an exception's text or the provider response kept on it.
+
+Every scenario runs twice: through the threaded ``FailoverMailer`` on ``requests`` and
+through the ``AsyncFailoverMailer`` on ``aiohttp`` (``colour``), with the same checks.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import pytest
-from _reliability import provider_params
+from _reliability import COLOURS, mailer_of, provider_params
 from _servers import (
     HANG,
     RESET,
@@ -123,11 +126,13 @@ def _primary_health(mailer: FailoverMailer) -> DriverHealth:
     return mailer.health()[0]
 
 
+@pytest.mark.parametrize("colour", COLOURS)
 @pytest.mark.parametrize("fault", FAULTS, ids=[f.name for f in FAULTS])
 @pytest.mark.parametrize("provider", provider_params())
 def test_fault_is_classified_failed_over_and_cooled_down(
     provider: Provider,
     fault: Fault,
+    colour: str,
     stand_in: StandInServer,
     all_logs: pytest.LogCaptureFixture,
 ) -> None:
@@ -143,8 +148,8 @@ def test_fault_is_classified_failed_over_and_cooled_down(
     timeout = HANG_TIMEOUT if behaviour == HANG else READ_TIMEOUT
     primary = provider.make(base_url, name="primary", timeout=timeout)
     backup = MemoryDriver(name="backup")
-    mailer = FailoverMailer(
-        [primary, backup], failure_threshold=THRESHOLD, cooldown=COOLDOWN, clock=clock
+    mailer = mailer_of(
+        colour, [primary, backup], failure_threshold=THRESHOLD, cooldown=COOLDOWN, clock=clock
     )
     texts: list[str] = []
     with mailer:
@@ -244,16 +249,19 @@ def _check_failover(
     assert health.cooldown_remaining == pytest.approx(COOLDOWN)
 
 
+@pytest.mark.parametrize("colour", COLOURS)
 @pytest.mark.parametrize("provider", provider_params())
-def test_recovered_primary_takes_traffic_back(provider: Provider, stand_in: StandInServer) -> None:
+def test_recovered_primary_takes_traffic_back(
+    provider: Provider, colour: str, stand_in: StandInServer
+) -> None:
     """After a cooldown, a primary that answers again is used again (fail-back), and the
     message goes out exactly once."""
     stand_in.default = Answer(503, b"down", content_type="text/plain")
     clock = FakeClock()
     backup = MemoryDriver(name="backup")
     primary = provider.make(stand_in.url, name="primary", timeout=READ_TIMEOUT)
-    with FailoverMailer([primary, backup], failure_threshold=1, cooldown=COOLDOWN,
-                        clock=clock) as mailer:  # fmt: skip
+    with mailer_of(colour, [primary, backup], failure_threshold=1, cooldown=COOLDOWN,
+                   clock=clock) as mailer:  # fmt: skip
         assert mailer.send(simple_message()).driver == "backup"
         stand_in.reset()  # healthy again
         clock.advance(COOLDOWN)

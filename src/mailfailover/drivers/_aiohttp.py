@@ -25,6 +25,7 @@ success parsing and error table serve both unchanged. ``aiohttp`` was chosen ove
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import os
 import ssl
@@ -158,18 +159,18 @@ class AiohttpTransport:
             headers.setdefault("Content-Type", "application/json")
         elif request.files is not None:
             data, headers["Content-Type"] = multipart(request.data, request.files)
-        auth = None if request.auth is None else aiohttp.BasicAuth(*request.auth)
         limits = aiohttp.ClientTimeout(
             total=total, sock_connect=timeout[0], sock_read=timeout[1], ceil_threshold=3600
         )
         failure: BaseException
         try:
+            if request.auth is not None:
+                headers["Authorization"] = basic_auth(*request.auth)
             async with session.request(
                 request.method,
                 url,
                 data=data,
                 headers=headers,
-                auth=auth,
                 timeout=limits,
                 allow_redirects=False,
                 proxy=self._proxy,
@@ -258,6 +259,14 @@ class AiohttpTransport:
             asyncio.run_coroutine_threadsafe(session.close(), loop).result(timeout=10)
         else:
             loop.run_until_complete(session.close())
+
+
+def basic_auth(user: str, password: str) -> str:
+    """The ``Authorization`` value for HTTP Basic auth, encoded as ``requests`` encodes it
+    (Latin-1; aiohttp 3.14 deprecates its ``BasicAuth``). A character Latin-1 cannot carry
+    raises ``UnicodeEncodeError``, a ``bug`` at the boundary."""
+    token = base64.b64encode(f"{user}:{password}".encode("latin-1")).decode("ascii")
+    return f"Basic {token}"
 
 
 def multipart(data: Any, files: Any) -> tuple[bytes, str]:

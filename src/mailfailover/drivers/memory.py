@@ -52,6 +52,13 @@ class MemoryDriver(Driver):
             "configured to be unavailable", reason="server_error", driver=self.name
         )
 
+    async def asend(self, message: Message) -> Receipt:
+        """:meth:`send` for an event loop, without a thread: it never blocks."""
+        return self.send(message)
+
+    async def aclose(self) -> None:
+        self.close()
+
     def clear(self) -> None:
         with self._lock:
             self.outbox.clear()
