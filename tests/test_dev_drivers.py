@@ -24,6 +24,8 @@ from mailfailover.testing import DriverContractTests, full_message, simple_messa
 
 
 class TestMemoryContract(DriverContractTests):
+    colours = ("sync", "async")
+
     def make_driver(self) -> Driver:
         self.driver = MemoryDriver(name="mem")
         return self.driver
@@ -42,6 +44,8 @@ class TestMemoryContract(DriverContractTests):
 
 
 class TestFileContract(DriverContractTests):
+    colours = ("sync", "async")
+
     @pytest.fixture(autouse=True)
     def _outbox(self, tmp_path: Path) -> None:
         self.directory = tmp_path / "outbox"
@@ -64,6 +68,8 @@ class TestFileContract(DriverContractTests):
 
 
 class TestConsoleContract(DriverContractTests):
+    colours = ("sync", "async")
+
     def make_driver(self) -> Driver:
         return ConsoleDriver(name="console")
 

@@ -48,19 +48,27 @@ class DriverContractTests:
     fake provider, so the contract can check nothing is sent for an unsupported message.
     List in ``secrets`` every credential value your ``make_driver`` uses.
 
-    Every test runs twice: through ``send`` (``colour`` ``"sync"``, with
-    :class:`~mailfailover.FailoverMailer`) and through ``asend`` in an event loop (``"async"``,
-    with :class:`~mailfailover.aio.AsyncFailoverMailer`); a driver without its own ``asend``
-    is run in a thread by the default one. Tests of your own can use :meth:`send` and
-    :meth:`mailer_send` to do the same.
+    Each test runs once per entry of ``colours``: ``"sync"`` calls ``send`` (and uses
+    :class:`~mailfailover.FailoverMailer`), ``"async"`` calls ``asend`` in an event loop (and
+    uses :class:`~mailfailover.aio.AsyncFailoverMailer`); a driver without its own ``asend``
+    is run in a thread by the default one. ``colours`` is ``("sync",)`` here, so a suite
+    whose fake provider only fakes a blocking client keeps passing; set
+    ``colours = ("sync", "async")`` to check ``asend`` too (:class:`HttpDriverContractTests`
+    does). Tests of your own can use :meth:`send` and :meth:`mailer_send` the same way.
     """
 
     secrets: ClassVar[tuple[str, ...]] = ()
+    colours: ClassVar[tuple[str, ...]] = ("sync",)
     colour: Literal["sync", "async"] = "sync"
 
-    @pytest.fixture(autouse=True, params=["sync", "async"])
+    def pytest_generate_tests(self, metafunc: pytest.Metafunc) -> None:
+        """Run each test once per colour (pytest calls this for the test class)."""
+        if "_colour" in metafunc.fixturenames:
+            metafunc.parametrize("_colour", self.colours, indirect=True)
+
+    @pytest.fixture(autouse=True)
     def _colour(self, request: pytest.FixtureRequest) -> Iterator[None]:
-        self.colour = request.param
+        self.colour = getattr(request, "param", "sync")
         if self.colour == "sync":
             yield
             return
@@ -329,6 +337,7 @@ class HttpDriverContractTests(DriverContractTests):
     ``async`` colour an object with the same ``add``, ``post``, ``reset`` and ``calls``.
     """
 
+    colours: ClassVar[tuple[str, ...]] = ("sync", "async")
     endpoint: ClassVar[str] = ""
     method: ClassVar[str] = "POST"
     success_response: ClassVar[dict[str, Any]] = {}

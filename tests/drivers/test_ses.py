@@ -372,8 +372,10 @@ def test_repr_hides_every_key(aws_env: None) -> None:
 
 
 class TestSESContract(DriverContractTests):
-    """The shared driver contract against moto (and a Stubber for the transient failure)."""
+    """The shared driver contract against moto (and a Stubber for the transient failure);
+    also through asend (SES then runs in a thread)."""
 
+    colours = ("sync", "async")
     secrets = (ACCESS_KEY, SECRET_KEY)
 
     @pytest.fixture(autouse=True)

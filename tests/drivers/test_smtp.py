@@ -639,8 +639,10 @@ def test_repr_hides_the_password() -> None:
 
 
 class TestSMTPContract(DriverContractTests):
-    """The shared driver contract, over STARTTLS with AUTH against a real server."""
+    """The shared driver contract, over STARTTLS with AUTH against a real server; also
+    through asend (the SMTP driver then runs in a thread)."""
 
+    colours = ("sync", "async")
     secrets = (GOOD_PASSWORD,)
 
     @pytest.fixture(autouse=True)
