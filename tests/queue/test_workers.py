@@ -62,14 +62,23 @@ def test_sigkill_of_a_worker_mid_run_loses_nothing_and_sends_nothing_twice(
     delivered = _delivered(stand_in)
     assert max(delivered.values()) == 1, [m for m, n in delivered.items() if n > 1]
     assert set(delivered) <= set(ids)
+    interrupted = 0
     for message_id, record in records.items():
         if record["status"] == "sent":
             assert delivered[message_id] == 1, message_id
-        else:  # killed in the middle of its send: the provider may or may not have it
-            assert record["ambiguous"] is True
-            assert record["attempts"][-1]["outcome"] == "interrupted"
-    # At most the tasks the killed worker was running at that moment are ambiguous.
-    assert statuses["dead"] <= 2
+            continue
+        # Dead only when the provider may or may not have it (on_ambiguous: dead): killed
+        # in the middle of its send, or — on a machine loaded enough that the stand-in
+        # answers after the 2 s timeout — an ambiguous read timeout on the live worker.
+        assert record["ambiguous"] is True, record
+        last = record["attempts"][-1]
+        assert last["outcome"] in ("interrupted", "unavailable"), last
+        if last["outcome"] == "interrupted":
+            interrupted += 1
+        else:
+            assert last.get("reason") == "timeout" and last.get("ambiguous") is True, last
+    # At most the tasks the killed worker was running at that moment were interrupted.
+    assert interrupted <= 2
 
 
 def test_all_providers_down_then_back_every_message_once(queue_config, workers, stand_in,
