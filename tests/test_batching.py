@@ -12,6 +12,7 @@ import responses
 
 from mailfailover import (
     AllProvidersFailed,
+    Attachment,
     ConfigError,
     FailoverMailer,
     MessageRejected,
@@ -19,6 +20,7 @@ from mailfailover import (
     SendResult,
 )
 from mailfailover.drivers.postmark import PostmarkDriver
+from mailfailover.drivers.resend import ResendDriver
 from mailfailover.testing import MemoryDriver, simple_message
 
 TOKEN = "b1e2c3d4-aaaa-bbbb-cccc-0123456789ab"  # made up
@@ -148,7 +150,7 @@ def test_batch_size_sets_the_size_and_one_turns_batching_off() -> None:
     send, _ = mailer(batch_size=2)
     results = send.send_many(messages(5))
     assert all(isinstance(r, SendResult) for r in results)
-    assert [c.request.url for c in responses.calls] == [BATCH_URL, BATCH_URL, ONE_URL]
+    assert sorted(c.request.url for c in responses.calls) == [ONE_URL, BATCH_URL, BATCH_URL]
     responses.calls.reset()
     off, _ = mailer(batch_size=1)
     off.send_many(messages(3))
@@ -173,7 +175,7 @@ def test_a_message_the_driver_refuses_before_sending_does_not_stop_the_batch() -
     assert isinstance(first, SendResult) and isinstance(last, SendResult)
     assert isinstance(odd, SendResult) and odd.driver == "backup"  # Postmark skipped it
     assert next((a.outcome, a.reason) for a in odd.attempts) == ("skipped", "unsupported")
-    assert len(json.loads(responses.calls[0].request.body)) == 2
+    assert len(json.loads(responses.calls[0].request.body)) == 2  # the only request
 
 
 @responses.activate
@@ -185,4 +187,74 @@ def test_a_batch_is_cut_at_the_providers_byte_cap() -> None:
     items = [simple_message(to=[f"r{i}@example.com"], text=big) for i in range(7)]
     results = send.send_many(items)
     assert all(isinstance(r, SendResult) for r in results)
-    assert [c.request.url for c in responses.calls] == [BATCH_URL, ONE_URL]
+    assert sorted(c.request.url for c in responses.calls) == [ONE_URL, BATCH_URL]
+
+
+# -- Resend: POST /emails/batch, permissive validation -------------------------------------
+
+RESEND_KEY = "re_made_up_key_0123456789"
+RESEND_BATCH = "https://api.resend.com/emails/batch"
+RESEND_ONE = "https://api.resend.com/emails"
+
+
+def resend_mailer(**settings: Any) -> tuple[FailoverMailer, MemoryDriver]:
+    backup = MemoryDriver(name="backup")
+    driver = ResendDriver(name="resend", api_key=RESEND_KEY, **settings)
+    return FailoverMailer([driver, backup]), backup
+
+
+@responses.activate
+def test_resend_batch_request_and_a_permissive_answer_with_a_refused_message() -> None:
+    responses.post(RESEND_BATCH, json={
+        "data": [{"id": "ae2014de-c168-4c61-8267-70d2662a1ce1"},
+                 {"id": "faccb7a5-8a28-4e9a-ac64-8da1cc3bc1cb"}],
+        "errors": [{"index": 1, "message": "The `to` field is missing."}],
+    })  # fmt: skip
+    send, backup = resend_mailer()
+    items = messages(3)
+    first, refused, last = send.send_many(items)
+    assert len(responses.calls) == 1
+    request = responses.calls[0].request
+    assert request.headers["Authorization"] == f"Bearer {RESEND_KEY}"
+    assert request.headers["x-batch-validation"] == "permissive"
+    assert request.headers["Idempotency-Key"].startswith("batch-")
+    single = ResendDriver(name="r", api_key=RESEND_KEY)
+    assert json.loads(request.body) == [
+        json.loads(json.dumps(single.build_request(m).json)) for m in items
+    ]
+    assert isinstance(first, SendResult)
+    assert first.message_id == "ae2014de-c168-4c61-8267-70d2662a1ce1"
+    assert isinstance(last, SendResult)
+    assert last.message_id == "faccb7a5-8a28-4e9a-ac64-8da1cc3bc1cb"  # ids skip the refused
+    assert isinstance(refused, MessageRejected)
+    assert refused.detail == "The `to` field is missing."
+    assert [(a.driver, a.outcome) for a in refused.attempts] == [("resend", "rejected")]
+    assert backup.outbox == []
+
+
+@responses.activate
+def test_resend_messages_with_attachments_go_one_by_one() -> None:
+    responses.post(RESEND_BATCH, json={"data": [{"id": "a"}, {"id": "b"}]})
+    responses.post(RESEND_ONE, json={"id": "c"})
+    send, _ = resend_mailer()
+    items = messages(3)
+    items[1] = simple_message(attachments=[Attachment("a.pdf", b"%PDF-1.4", "application/pdf")])
+    results = send.send_many(items)
+    assert [r.message_id for r in results if isinstance(r, SendResult)] == ["a", "c", "b"]
+    assert sorted(c.request.url for c in responses.calls) == [RESEND_ONE, RESEND_BATCH]
+    batch = next(c for c in responses.calls if c.request.url == RESEND_BATCH)
+    assert len(json.loads(batch.request.body)) == 2
+
+
+@responses.activate
+def test_resend_whole_batch_refusal_fails_over_each_message() -> None:
+    responses.post(RESEND_BATCH, status=500, json={"statusCode": 500, "name": "application_error",
+                                                  "message": "Something went wrong"})  # fmt: skip
+    send, backup = resend_mailer()
+    items = messages(2)
+    results = send.send_many(items)
+    assert backup.outbox == items
+    for result in results:
+        assert isinstance(result, SendResult) and result.driver == "backup"
+        error = result.attempts[0].error
+        assert isinstance(error, ProviderUnavailable) and error.reason == "server_error"

@@ -289,10 +289,13 @@ url, namespace = sys.argv[1:]
 primary, backup = Stamped(name="primary"), MemoryDriver(name="backup")
 mailer = FailoverMailer([primary, backup], state={"url": url, "namespace": namespace},
                         policies={"primary": DriverPolicy(rate="10/s")})
-results = [mailer.send(simple_message()) for _ in range(150)]
+results = []
+end = time.time() + 1.5
+while time.time() < end:  # as fast as possible for 1.5 s
+    results.append(mailer.send(simple_message()))
 time.sleep(0.002)
 print("done", len(primary.outbox), len(backup.outbox),
-      sum(r.driver == "primary" for r in results), flush=True)
+      sum(r.driver == "primary" for r in results), len(results), flush=True)
 """
 
 
@@ -322,8 +325,8 @@ def test_mailers_in_several_processes_share_one_rate(
             lines = out.decode().split("\n")
             done = [line.split() for line in lines if line.startswith("done")]
             assert len(done) == 1
-            _, on_primary, on_backup, counted = done[0]
-            assert int(on_primary) + int(on_backup) == 150  # each message delivered once
+            _, on_primary, on_backup, counted, sent = done[0]
+            assert int(on_primary) + int(on_backup) == int(sent)  # each delivered once
             stamps = [float(line.split()[1]) for line in lines if line.startswith("primary")]
             assert len(stamps) == int(on_primary) == int(counted)
             times += stamps
@@ -333,7 +336,7 @@ def test_mailers_in_several_processes_share_one_rate(
                 proc.kill()
                 proc.wait()
     times.sort()
-    assert len(times) >= 3  # the primary did take its share
+    assert len(times) >= 5  # the primary did take its share (about 15 slots in 1.5 s)
     # 10/s shared by three processes: never more than 10 sends in any second, with 50 ms
     # allowed for the time between the store granting a slot and the driver stamping it.
     assert max(sum(1 for t in times if s <= t < s + 0.95) for s in times) <= 10

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
-from ..driver import Setting, content_digest
+from ..driver import Receipt, Setting, content_digest
 from ..errors import DeliveryError
 from ..message import Attachment, Message
 from ..webhooks.resend import WEBHOOKS
@@ -30,6 +30,8 @@ __all__ = ["ResendDriver", "idempotency_key"]
 TAG_TEXT = re.compile(r"[A-Za-z0-9_-]{1,256}")
 #: "Recipient email address. For multiple addresses, send as an array of strings. Max 50."
 MAX_TO = 50
+#: "send up to 100 batch emails at once" (``POST /emails/batch``).
+MAX_BATCH = 100
 #: Error names for a key Resend does not accept at all (as opposed to one without rights).
 AUTH_ERRORS = frozenset({"missing_api_key", "invalid_api_key", "restricted_api_key"})
 QUOTA_ERRORS = frozenset({"daily_quota_exceeded", "monthly_quota_exceeded"})
@@ -56,13 +58,60 @@ class ResendDriver(HttpDriver):
     settings_spec: ClassVar[Mapping[str, Setting]] = {
         **HTTP_SETTINGS,
         "api_key": Setting(secret=True, help="an API key (sending access is enough)"),
-    }
+        "batch_size": Setting(MAX_BATCH, int, minimum=1, maximum=MAX_BATCH,
+                              help="messages per POST /emails/batch in send_many (1: off)"),
+    }  # fmt: skip
     default_base_url: ClassVar[str] = "https://api.resend.com"
     #: "max 40MB per email, after Base64 encoding of the attachments"
     max_message_bytes: ClassVar[int | None] = 40 * 1024 * 1024
     tag_pattern: ClassVar[str | None] = TAG_TEXT.pattern
     tag_rule: ClassVar[str] = "ASCII letters, digits, '_' and '-' (1 to 256 of them)"
     message_id_path: ClassVar[tuple[str, ...]] = ("id",)
+    max_batch: ClassVar[int] = MAX_BATCH
+
+    def batchable(self, message: Message) -> bool:
+        """Resend's batch endpoint takes no attachments: such a message goes alone."""
+        return not message.attachments
+
+    def batch_request(self, requests: Sequence[HttpRequest]) -> HttpRequest:
+        """``POST /emails/batch`` in permissive mode (``x-batch-validation: permissive``),
+        so that one invalid message is refused alone instead of refusing the whole batch.
+        The batch's ``Idempotency-Key`` is derived from its messages' keys."""
+        keys = "\n".join(r.headers["Idempotency-Key"] for r in requests)
+        headers = {
+            "Authorization": requests[0].headers["Authorization"],
+            "Idempotency-Key": "batch-" + hashlib.sha256(keys.encode()).hexdigest(),
+            "x-batch-validation": "permissive",
+        }
+        return HttpRequest("/emails/batch", json=[r.json for r in requests], headers=headers)
+
+    def read_batch(
+        self, response: HttpResponse, messages: Sequence[Message]
+    ) -> list[Receipt | DeliveryError]:
+        """``{"data": [{"id"}...], "errors": [{"index", "message"}...]}``: ``errors`` name
+        the refused messages by their index in the request; ``data`` holds the ids of the
+        created ones, in request order."""
+        body = response.json
+        data = body.get("data") if isinstance(body, Mapping) else None
+        errors = (body.get("errors") or []) if isinstance(body, Mapping) else None
+        if not isinstance(data, list) or not isinstance(errors, list):
+            raise self.bad_batch("no data and errors arrays")
+        refused: dict[int, str] = {}
+        for error in errors:
+            index = error.get("index") if isinstance(error, Mapping) else None
+            if not isinstance(index, int) or not 0 <= index < len(messages) or index in refused:
+                raise self.bad_batch("an error names no message of the batch")
+            refused[index] = str(error.get("message") or "refused")
+        if len(data) != len(messages) - len(refused):
+            raise self.bad_batch(f"{len(data)} ids for {len(messages) - len(refused)} messages")
+        ids = iter(data)
+        return [
+            self.item_answer({"statusCode": 422, "name": "validation_error",
+                              "message": refused[index]}, message, failed=True)
+            if index in refused
+            else self.item_answer(next(ids), message, failed=False)
+            for index, message in enumerate(messages)
+        ]  # fmt: skip
 
     def build_request(self, message: Message) -> HttpRequest:
         if len(message.to) > MAX_TO:
