@@ -521,6 +521,8 @@ class StandInServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
         self.received = 0
         self.accepted = 0
         self.bytes_received = 0
+        #: Messages carried by the successful requests (a batch counts each of its messages).
+        self.messages = 0
         self.ids: list[bytes | None] = []
 
     @property
@@ -546,7 +548,7 @@ class StandInServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
             self._script.clear()
             self.requests.clear()
             self.ids.clear()
-            self.received = self.accepted = self.bytes_received = 0
+            self.received = self.accepted = self.bytes_received = self.messages = 0
 
     def start(self) -> StandInServer:
         self._thread = threading.Thread(
@@ -583,6 +585,7 @@ class StandInServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
                     "received": self.received,
                     "accepted": self.accepted,
                     "bytes_received": self.bytes_received,
+                    "messages": self.messages,
                     "ids": [None if i is None else i.decode() for i in self.ids],
                 }
             self._answer(handler, Answer(200, stats))
@@ -600,7 +603,16 @@ class StandInServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
             self._stopping.wait(self.latency)
         if behaviour == SUCCESS:
             # As a proxy, the request target is the absolute URL: route on its path.
-            behaviour = _success(urllib.parse.urlsplit(handler.path).path, number)
+            path = urllib.parse.urlsplit(handler.path).path
+            make = _batch_maker(path)
+            if make is None:
+                behaviour = _success(path, number)
+                carried = 1
+            else:  # a batch endpoint: one documented result per message of the array
+                carried = len(json.loads(body))
+                behaviour = make(carried, number)
+            with self._lock:
+                self.messages += carried
         if isinstance(behaviour, Answer):
             if 200 <= behaviour.status < 300:
                 found = self.id_pattern.search(body) if self.id_pattern else None
@@ -626,7 +638,8 @@ class StandInServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
 
     def _read_body(self, handler: _Handler) -> bytes:
         length = int(handler.headers.get("Content-Length") or 0)
-        if self.record or self.id_pattern is not None:
+        path = urllib.parse.urlsplit(handler.path).path
+        if self.record or self.id_pattern is not None or _batch_maker(path) is not None:
             body = handler.rfile.read(length)
             with self._lock:
                 self.bytes_received += len(body)
@@ -659,6 +672,27 @@ def _success(path: str, number: int) -> Answer:
         if re.match(provider.path, path):
             return provider.success(number)
     return Answer(404, {"message": f"no provider stand-in serves {path}"})
+
+
+def _postmark_batch(count: int, number: int) -> Answer:
+    """``POST /email/batch``: 200 and one result per message, in order."""
+    return Answer(200, [
+        {"ErrorCode": 0, "Message": "OK", "MessageID": f"b7bc2f4a-{number:08d}-{i:04d}",
+         "SubmittedAt": "2026-03-01T12:00:00.0000000Z", "To": "rcpt@example.com"}
+        for i in range(count)
+    ])  # fmt: skip
+
+
+def _resend_batch(count: int, number: int) -> Answer:
+    """``POST /emails/batch``: ``{"data": [{"id"}...]}`` in request order."""
+    return Answer(200, {"data": [{"id": f"49a3999c-{number:08d}-{i:04d}"} for i in range(count)]})
+
+
+_BATCHES = {"/email/batch": _postmark_batch, "/emails/batch": _resend_batch}
+
+
+def _batch_maker(path: str) -> Any:
+    return _BATCHES.get(path)
 
 
 def _reset(handler: _Handler) -> None:
