@@ -32,8 +32,12 @@ import smtplib
 import socket
 import ssl
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from email.message import EmailMessage
+from email.policy import Policy
 from typing import Any, ClassVar
+
+import attrs
 
 from ..driver import (
     Driver,
@@ -166,6 +170,45 @@ class _Pool:
             self._closed = False
 
 
+@attrs.frozen
+class _Plan:
+    """One message's SMTP transaction as the server will see it, worked out before any I/O.
+
+    Shared by the blocking driver and its asyncio twin: only the I/O differs.
+    """
+
+    sender: str  # MAIL FROM's address, ASCII unless the transaction is SMTPUTF8
+    options: list[str]  # MAIL FROM's parameters (SMTPUTF8, BODY=8BITMIME, SIZE=)
+    recipients: list[tuple[str, str]]  # (the message's address, the RCPT TO address)
+    mime: EmailMessage
+    policy: Policy
+    chunks: list[bytes] | None  # the DATA, dot-stuffed with its end mark; None: streamed
+
+    def write(self, send: Callable[[bytes], object]) -> None:
+        """Hand the DATA (dot-stuffed, with the end-of-data mark) to ``send`` in pieces."""
+        if self.chunks is None:
+            generate(self.mime, self.policy, send)
+        else:
+            for chunk in self.chunks:
+                send(chunk)
+
+
+class _RecipientReplies:
+    """The server's answers to RCPT TO, recipient by recipient."""
+
+    __slots__ = ("accepted", "refused")
+
+    def __init__(self) -> None:
+        self.accepted: list[str] = []
+        self.refused: dict[str, tuple[int, str]] = {}
+
+    def add(self, recipient: str, code: int, reply: bytes | str) -> None:
+        if 200 <= code < 300:
+            self.accepted.append(recipient)
+        else:
+            self.refused[recipient] = (code, _text(reply))
+
+
 @functools.lru_cache(maxsize=1)
 def _fqdn() -> str:
     # smtplib calls socket.getfqdn() for every connection without a local_hostname; a slow
@@ -265,21 +308,49 @@ class SMTPDriver(Driver):
         smtp = connection.smtp
         phase.value = _Phase.ENVELOPE
         connection.set_timeout(self._timeout())
+        plan = self.plan(message, smtp.has_extn)
+        code, reply = smtp.mail(plan.sender, plan.options)
+        if code != 250:
+            raise self._reply_error(code, reply, "MAIL FROM", phase)
+        recipients = _RecipientReplies()
+        for recipient, address in plan.recipients:
+            code, reply = smtp.rcpt(address)
+            if code == 421:
+                raise self._reply_error(code, reply, "RCPT TO", phase)
+            recipients.add(recipient, code, reply)
+        if not recipients.accepted:
+            raise self._all_refused(recipients.refused)
+        code, reply = smtp.docmd("DATA")
+        if code != 354:
+            raise self._reply_error(code, reply, "DATA", phase)
+        phase.value = _Phase.CONTENT
+        plan.write(smtp.send)
+        phase.value = _Phase.SENT
+        code, reply = smtp.getreply()
+        if code != 250:
+            raise self._reply_error(code, reply, "end of DATA", phase)
+        return self._receipt(message, code, reply, recipients)
+
+    def plan(self, message: Message, offers: Callable[[str], bool]) -> _Plan:
+        """What to say to a server that ``offers`` these ESMTP extensions (no I/O).
+
+        Raises :class:`UnsupportedFeature` when the message needs SMTPUTF8 and the server
+        lacks it. A small message is built once, in memory. A large one is generated twice:
+        into a counter first (its size for SIZE=, whether it is 8-bit, and any error in
+        building it, all before MAIL FROM), then straight to the socket after DATA.
+        """
         utf8 = message.needs_smtputf8
-        if utf8 and not smtp.has_extn("smtputf8"):
+        if utf8 and not offers("smtputf8"):
             raise UnsupportedFeature(
                 "an address has a non-ASCII local part and the server does not offer SMTPUTF8",
                 field="to",
                 driver=self.name,
             )
-        eight_bit = smtp.has_extn("8bitmime")
+        eight_bit = offers("8bitmime")
         policy = policy_for(utf8=utf8, eight_bit=eight_bit)
         mime = message.to_mime(policy=policy)
         for name, value in tracking_headers(message).items():
             mime[name] = value
-        # A small message is built once, in memory. A large one is generated twice: into a
-        # counter first (its size for SIZE=, whether it is 8-bit, and any error in building
-        # it, all before MAIL FROM), then straight to the socket after DATA.
         counter = SizeCounter()
         chunks: list[bytes] | None = None
         if estimated_size(message) > STREAM_ABOVE:
@@ -294,42 +365,27 @@ class SMTPDriver(Driver):
             options.append("SMTPUTF8")
         if eight_bit and (utf8 or not counter.ascii):
             options.append("BODY=8BITMIME")
-        if smtp.has_extn("size"):
+        if offers("size"):
             options.append(f"SIZE={counter.size}")
-
         sender = message.sender_mailbox
-        code, reply = smtp.mail(sender.email if utf8 else sender.ascii_email, options)
-        if code != 250:
-            raise self._reply_error(code, reply, "MAIL FROM", phase)
+        return _Plan(
+            sender=sender.email if utf8 else sender.ascii_email,
+            options=options,
+            recipients=[
+                (rcpt, rcpt if utf8 else parse_mailbox(rcpt).ascii_email)
+                for rcpt in message.recipients()
+            ],
+            mime=mime,
+            policy=policy,
+            chunks=chunks,
+        )
 
-        accepted: list[str] = []
-        refused: dict[str, tuple[int, str]] = {}
-        for recipient in message.recipients():
-            address = recipient if utf8 else parse_mailbox(recipient).ascii_email
-            code, reply = smtp.rcpt(address)
-            if code == 421:
-                raise self._reply_error(code, reply, "RCPT TO", phase)
-            if 200 <= code < 300:
-                accepted.append(recipient)
-            else:
-                refused[recipient] = (code, _text(reply))
-        if not accepted:
-            raise self._all_refused(refused)
-
-        code, reply = smtp.docmd("DATA")
-        if code != 354:
-            raise self._reply_error(code, reply, "DATA", phase)
-        phase.value = _Phase.CONTENT
-        if chunks is None:
-            generate(mime, policy, smtp.send)
-        else:
-            for chunk in chunks:
-                smtp.send(chunk)
-        phase.value = _Phase.SENT
-        code, reply = smtp.getreply()
-        if code != 250:
-            raise self._reply_error(code, reply, "end of DATA", phase)
+    def _receipt(
+        self, message: Message, code: int, reply: bytes | str, recipients: _RecipientReplies
+    ) -> Receipt:
+        """The receipt for a final 250 to the message (no I/O)."""
         text = _text(reply)
+        refused = recipients.refused
         return Receipt(
             driver=self.name,
             message_id=_queue_id(text) or message.message_id,
