@@ -42,7 +42,7 @@ from urllib3.filepost import encode_multipart_formdata
 
 from .._version import __version__
 from ..errors import ProviderUnavailable, Reason
-from ._boundary import OS_ERRORS, chained, lookup
+from ._boundary import OS_ERRORS, chained, holds, lookup
 from ._wire import HttpRequest, HttpResponse, encode_json
 
 __all__ = ["AIOHTTP_ERRORS", "CAUGHT", "AiohttpTransport", "transport_error"]
@@ -300,24 +300,9 @@ def classify_transport(exc: BaseException) -> tuple[Reason, bool]:
         or lookup(AIOHTTP_ERRORS, exc)
         or ("connection", True)
     )
-    if found == ("connection", True) and _holds_timeout(exc):
+    if found == ("connection", True) and holds(exc, (TimeoutError,)):
         return "timeout", True  # the answer broke off because the provider stopped sending
     return found
-
-
-def _holds_timeout(exc: BaseException) -> bool:
-    """Whether a timeout is somewhere inside ``exc`` (its cause or context)."""
-    seen: set[int] = set()
-    pending: list[Any] = [exc]
-    while pending and len(seen) < 20:
-        item = pending.pop()
-        if not isinstance(item, BaseException) or id(item) in seen:
-            continue
-        seen.add(id(item))
-        if isinstance(item, TimeoutError):
-            return True
-        pending += [item.__cause__, item.__context__]
-    return False
 
 
 def _describe(exc: BaseException) -> str:

@@ -17,7 +17,7 @@ from typing import Any
 from ..driver import shows_secret
 from ..errors import ProviderUnavailable, Reason
 
-__all__ = ["OS_ERRORS", "chained", "lookup"]
+__all__ = ["OS_ERRORS", "chained", "holds", "lookup"]
 
 #: Standard library errors, raised bare or found as the cause inside a library's own.
 OS_ERRORS: Mapping[type[BaseException], tuple[Reason, bool]] = {
@@ -34,6 +34,29 @@ def lookup(table: Mapping[type[BaseException], Any], exc: BaseException) -> Any:
         if cls in table:
             return table[cls]
     return None
+
+
+def holds(
+    exc: BaseException, types: tuple[type[BaseException], ...], *, args: bool = False
+) -> bool:
+    """Whether an instance of ``types`` is somewhere inside ``exc``: itself, its cause or
+    context, and with ``args`` its arguments too (urllib3 wraps its reason there).
+
+    Bounded: a cycle of causes, or a pathological chain, stops after 20 exceptions.
+    """
+    seen: set[int] = set()
+    pending: list[Any] = [exc]
+    while pending and len(seen) < 20:
+        item = pending.pop()
+        if not isinstance(item, BaseException) or id(item) in seen:
+            continue
+        seen.add(id(item))
+        if isinstance(item, types):
+            return True
+        pending += [item.__cause__, item.__context__]
+        if args:
+            pending += item.args
+    return False
 
 
 def chained(

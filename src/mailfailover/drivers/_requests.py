@@ -34,7 +34,7 @@ import urllib3.exceptions as u3
 
 from .._version import __version__
 from ..errors import ProviderUnavailable, Reason
-from ._boundary import OS_ERRORS, chained, lookup
+from ._boundary import OS_ERRORS, chained, holds, lookup
 from ._wire import HttpRequest, HttpResponse, encode_json
 
 __all__ = ["REQUESTS_ERRORS", "URLLIB3_ERRORS", "RequestsTransport", "transport_error"]
@@ -219,24 +219,11 @@ def _by_cause(cause: Any, fallback: tuple[Reason, bool]) -> tuple[Reason, bool]:
     found = lookup(URLLIB3_ERRORS, cause) if isinstance(cause, u3.HTTPError) else None
     if found is None:
         found = lookup(OS_ERRORS, cause) or lookup(URLLIB3_ERRORS, cause) or fallback
-    if found == ("connection", True) and _holds_timeout(cause):
+    if found == ("connection", True) and holds(
+        cause, (u3.ReadTimeoutError, TimeoutError), args=True
+    ):
         return "timeout", True  # the connection "broke" because the provider stopped answering
     return found
-
-
-def _holds_timeout(exc: BaseException) -> bool:
-    """Whether a read timeout is somewhere inside ``exc`` (args, cause or context)."""
-    seen: set[int] = set()
-    pending: list[Any] = [exc]
-    while pending and len(seen) < 20:
-        item = pending.pop()
-        if not isinstance(item, BaseException) or id(item) in seen:
-            continue
-        seen.add(id(item))
-        if isinstance(item, (u3.ReadTimeoutError, TimeoutError)):
-            return True
-        pending += [item.__cause__, item.__context__, *item.args]
-    return False
 
 
 def _describe(exc: BaseException) -> str:
