@@ -214,14 +214,25 @@ class AiohttpTransport:
         self._environment_read = True
 
     def _abandon(self) -> None:
-        """Forget a session whose event loop is closed: its sockets went with the loop."""
+        """Forget a session whose event loop is closed, closing its sockets here.
+
+        Nothing can run in a closed loop, so the connections cannot be closed the usual way
+        (a transport's ``close()`` schedules its socket's close on the loop, and raises);
+        left alone, the garbage collector would reclaim each keep-alive socket with a
+        ``ResourceWarning``. :func:`_reclaim` does what the loop would have done next."""
         session, self._session, self._loop = self._session, None, None
-        if session is not None and session.connector is not None:
-            # BaseConnector._close() is synchronous: it marks the connector closed and
-            # closes what transports are left (none can be used without their loop).
-            with contextlib.suppress(Exception):
-                session.connector._close()
-            session.detach()
+        connector = None if session is None else session.connector
+        if session is None or connector is None:
+            return
+        protocols = [proto for conns in connector._conns.values() for proto, _ in conns]
+        protocols += list(connector._acquired)
+        for proto in protocols:
+            _reclaim(proto.transport)
+        # BaseConnector._close() is synchronous: with its loop closed it only marks the
+        # connector closed and forgets its connections.
+        with contextlib.suppress(Exception):
+            connector._close()
+        session.detach()
 
     async def aclose(self) -> None:
         """Close the session, in its own loop; safe to call twice."""
@@ -259,6 +270,28 @@ class AiohttpTransport:
             asyncio.run_coroutine_threadsafe(session.close(), loop).result(timeout=10)
         else:
             loop.run_until_complete(session.close())
+
+
+def _reclaim(transport: asyncio.BaseTransport | None) -> None:
+    """Close the socket under ``transport``, whose event loop is closed, without the loop.
+
+    What the loop would run after ``transport.close()``: the socket transport's
+    ``_call_connection_lost`` (it tells the protocol, closes the socket and drops its
+    references). Under TLS the socket is the SSL protocol's transport; the TLS layer is
+    marked closed on the way (``SSLProtocol.connection_lost`` does it first), so no
+    ``close_notify`` is sent: nothing can be sent without the loop. Private asyncio
+    attributes, read defensively: a runtime without them leaves the socket to the garbage
+    collector, as before."""
+    ssl_protocol = getattr(transport, "_ssl_protocol", None)
+    inner = getattr(ssl_protocol, "_transport", None) if ssl_protocol is not None else transport
+    lost = getattr(inner, "_call_connection_lost", None)
+    if lost is None or getattr(inner, "_sock", None) is None:
+        return
+    inner._conn_lost = getattr(inner, "_conn_lost", 0) + 1  # type: ignore[union-attr]
+    # The protocols' connection_lost may try to schedule a callback on the closed loop
+    # and raise; the socket is closed in a ``finally`` before that matters.
+    with contextlib.suppress(Exception):
+        lost(None)
 
 
 def basic_auth(user: str, password: str) -> str:
