@@ -51,7 +51,7 @@ def test_metrics_counts_what_the_app_sent() -> None:
     assert response.headers["Content-Type"].startswith("text/plain; version=")
     text = response.get_data(as_text=True)
     assert 'mailfailover_messages_total{outcome="sent"} 1.0' in text
-    assert 'mailfailover_failovers_total{driver="d1"} 1.0' in text
+    assert 'mailfailover_failovers_total{driver="d1",reason="server_error"} 1.0' in text
     assert (
         'mailfailover_attempts_total{driver="d0",outcome="unavailable",reason="server_error"} 1.0'
         in text

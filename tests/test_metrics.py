@@ -13,10 +13,12 @@ from prometheus_client import CollectorRegistry, generate_latest
 from mailfailover import (
     Attempt,
     Driver,
+    DriverPolicy,
     FailoverMailer,
     Message,
     MessageRejected,
     ProviderUnavailable,
+    Rate,
     Receipt,
     UnsupportedFeature,
 )
@@ -66,8 +68,11 @@ def test_attempts_messages_and_failovers_follow_a_failover(
     assert value(registry, attempts, driver="A", outcome="skipped", reason="cooling_down") == 1
     assert value(registry, attempts, driver="B", outcome="sent", reason="none") == 2
     assert value(registry, "mailfailover_messages_total", outcome="sent") == 2
-    assert value(registry, "mailfailover_failovers_total", driver="B") == 2
-    assert value(registry, "mailfailover_failovers_total", driver="A") is None
+    # why the first driver did not deliver: it timed out, then it was cooling down
+    failovers = "mailfailover_failovers_total"
+    assert value(registry, failovers, driver="B", reason="timeout") == 1
+    assert value(registry, failovers, driver="B", reason="cooling_down") == 1
+    assert value(registry, failovers, driver="A", reason="timeout") is None
     # the histogram saw the three attempts that reached a driver, not the skipped one
     assert value(registry, "mailfailover_send_seconds_count", driver="A") == 1
     assert value(registry, "mailfailover_send_seconds_count", driver="B") == 2
@@ -144,7 +149,49 @@ def test_unsupported_is_a_skip_with_its_reason(registry: CollectorRegistry) -> N
     mailer.send(simple_message())
     attempts = "mailfailover_attempts_total"
     assert value(registry, attempts, driver="A", outcome="skipped", reason="unsupported") == 1
-    assert value(registry, "mailfailover_failovers_total", driver="B") == 1
+    assert value(registry, "mailfailover_failovers_total", driver="B", reason="unsupported") == 1
+
+
+def test_a_spill_over_the_rate_is_a_failover_with_reason_over_rate(
+    registry: CollectorRegistry, clock: FakeClock
+) -> None:
+    """A message sent on to the next driver because the first was over its ``rate`` counts in
+    failovers_total, and its reason says so (not the provider's ``rate_limited``)."""
+    mailer = FailoverMailer(
+        [Scripted("A"), Scripted("B")], clock=clock, sleep=clock.advance,
+        policies={"A": DriverPolicy(rate=Rate.parse("1/s"))},
+    )  # fmt: skip
+    instrument(mailer, registry=registry)
+    assert [mailer.send(simple_message()).driver for _ in range(3)] == ["A", "B", "B"]
+    attempts, failovers = "mailfailover_attempts_total", "mailfailover_failovers_total"
+    assert value(registry, attempts, driver="A", outcome="skipped", reason="over_rate") == 2
+    assert value(registry, failovers, driver="B", reason="over_rate") == 2
+    assert value(registry, failovers, driver="B", reason="rate_limited") is None
+    assert value(registry, "mailfailover_messages_total", outcome="sent") == 3
+    assert mailer.health()[0].failed == 0  # a spill is no failure of A
+
+
+def test_a_slow_send_is_delivered_but_counted_failed(
+    registry: CollectorRegistry, clock: FakeClock
+) -> None:
+    """A send slower than ``slow_after`` is a sent message, an attempt labelled ``slow``,
+    and a failure in the driver's per-process counters (``health().failed``, what /health
+    and the status page show), never a success."""
+    slow, fast = Scripted("A", clock=clock), Scripted("B", clock=clock)  # each send: 0.2 s
+    mailer = FailoverMailer(
+        [slow, fast], clock=clock, failure_threshold=5,
+        policies={"A": DriverPolicy(slow_after=0.1)},
+    )  # fmt: skip
+    instrument(mailer, registry=registry)
+    results = [mailer.send(simple_message()) for _ in range(2)]
+    assert [(r.driver, r.attempts[0].reason) for r in results] == [("A", "slow"), ("A", "slow")]
+    health = mailer.health()[0]
+    assert (health.sent, health.failed) == (0, 2)
+    attempts = "mailfailover_attempts_total"
+    assert value(registry, attempts, driver="A", outcome="sent", reason="slow") == 2
+    assert value(registry, attempts, driver="A", outcome="sent", reason="none") is None
+    assert value(registry, "mailfailover_messages_total", outcome="sent") == 2
+    assert value(registry, "mailfailover_send_seconds_count", driver="A") == 2
 
 
 def test_label_values_are_bounded() -> None:
@@ -158,6 +205,8 @@ def test_label_values_are_bounded() -> None:
     )
     assert attempt_reason(Attempt("A", "skipped", reason="probe in progress")) == "probing"
     assert attempt_reason(Attempt("A", "skipped", reason="ann@example.com")) == "other"
+    assert attempt_reason(Attempt("A", "skipped", reason="rate limited")) == "over_rate"
+    assert attempt_reason(Attempt("A", "sent", reason="slow")) == "slow"
 
     registry = CollectorRegistry()
     mailer = FailoverMailer([Scripted("A")])

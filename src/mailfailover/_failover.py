@@ -35,6 +35,7 @@ from typing import Literal
 
 import attrs
 
+from ._labels import RATE_LIMITED
 from .driver import Driver, Receipt, deadline_scope
 from .errors import (
     AllProvidersFailed,
@@ -67,8 +68,6 @@ __all__ = [
 
 logger = logging.getLogger("mailfailover")
 
-#: The ``reason`` of the ``skipped`` attempt of a driver that was over its rate.
-RATE_LIMITED = "rate limited"
 
 _LOUD_REASONS = frozenset({"auth", "account", "bug"})
 

@@ -9,11 +9,25 @@ from __future__ import annotations
 from .errors import REASONS as UNAVAILABLE_REASONS
 from .results import OUTCOMES, Attempt
 
-__all__ = ["OTHER", "OUTCOMES", "REASONS", "attempt_outcome", "attempt_reason"]
+#: The ``reason`` of the ``skipped`` attempt of a driver that was over its rate (a spill).
+RATE_LIMITED = "rate limited"
+
+__all__ = [
+    "OTHER",
+    "OUTCOMES",
+    "RATE_LIMITED",
+    "REASONS",
+    "attempt_outcome",
+    "attempt_reason",
+]
 
 #: Why a driver was unavailable (:data:`mailfailover.errors.REASONS`) or skipped; ``none``
-#: when it sent or the provider rejected the message.
-REASONS = ("none", *UNAVAILABLE_REASONS, "cooling_down", "probing", "unsupported")
+#: when it sent or the provider rejected the message. ``over_rate``: skipped because the
+#: driver was over its configured ``rate`` (a spill; a provider's own ``429`` is
+#: ``rate_limited``); ``slow``: sent, but slower than its ``slow_after`` (a brownout).
+REASONS = (
+    "none", *UNAVAILABLE_REASONS, "cooling_down", "probing", "unsupported", "over_rate", "slow",
+)  # fmt: skip
 OTHER = "other"
 
 _OUTCOMES = frozenset(OUTCOMES)
@@ -28,10 +42,12 @@ def attempt_outcome(attempt: Attempt) -> str:
 def attempt_reason(attempt: Attempt) -> str:
     """The bounded reason of an attempt (one of :data:`REASONS`, else ``other``)."""
     if attempt.outcome in ("sent", "rejected"):
-        return "none"
+        return "slow" if attempt.reason == "slow" else "none"
     reason = getattr(attempt.error, "reason", None) or attempt.reason or ""
     if reason in _REASONS:
         return reason
+    if reason == RATE_LIMITED:
+        return "over_rate"
     if reason.startswith("cooling down"):
         return "cooling_down"
     if reason.startswith("probe"):

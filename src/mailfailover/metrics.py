@@ -6,8 +6,10 @@ one, and a user's ``on_attempt`` keeps working beside them:
 
 - ``mailfailover_attempts_total{driver,outcome,reason}``: every attempt, skipped ones too;
 - ``mailfailover_messages_total{outcome}``: every message, ``sent``, ``rejected`` or ``failed``;
-- ``mailfailover_failovers_total{driver}``: messages delivered by ``driver`` although another
-  driver came first in their order (it failed, was cooling down, or could not carry them);
+- ``mailfailover_failovers_total{driver,reason}``: messages delivered by ``driver`` although
+  another driver came first in their order; ``reason`` is why that first driver did not
+  deliver, as its attempt's reason label (``timeout``, ``cooling_down``, ``unsupported``...;
+  ``over_rate`` when it was over its ``rate`` and the message spilled over);
 - ``mailfailover_send_seconds{driver}``: how long each attempt that reached a driver took;
 - ``mailfailover_driver_state{driver}``: 0 closed (healthy), 1 probing, 2 open (cooling down),
   read from :meth:`FailoverMailer.health` at scrape time.
@@ -123,8 +125,9 @@ class Metrics:
         )
         self.failovers = Counter(
             "mailfailover_failovers",
-            "Messages delivered by a driver other than the first in their order.",
-            ["driver"],
+            "Messages delivered by a driver other than the first in their order, by why the "
+            "first did not deliver.",
+            ["driver", "reason"],
             registry=registry,
         )
         self.send_seconds = Histogram(
@@ -188,8 +191,10 @@ class Metrics:
         def on_result(message: Message, outcome: SendResult | MailError) -> None:
             if isinstance(outcome, SendResult):
                 child(self.messages, "sent").inc()
-                if outcome.attempts and outcome.attempts[0].driver != outcome.driver:
-                    child(self.failovers, driver_label(outcome.driver)).inc()
+                first = outcome.attempts[0] if outcome.attempts else None
+                if first is not None and first.driver != outcome.driver:
+                    reason = attempt_reason(first)
+                    child(self.failovers, driver_label(outcome.driver), reason).inc()
             elif isinstance(outcome, MessageRejected):
                 child(self.messages, "rejected").inc()
             elif isinstance(outcome, AllProvidersFailed):
