@@ -685,6 +685,43 @@ class TestMailjetSpec(SpecChecks):
         schema = _mailjet_body_schema()
         return specs.errors(schema, {"openapi": "3.1"}, json_body(request))
 
+    @pytest.mark.parametrize("mode", ["global", "test_mode"])
+    def test_batch_body_matches_the_spec_and_its_answer_is_read_per_message(
+        self, mode: str
+    ) -> None:
+        """``send_many``'s batch: one ``Body`` whose ``Messages`` hold every message (the
+        SDK's ``Array<Message>``), answered with one ``ResponseMessage`` per message."""
+        settings, base = self.variants[mode]
+        driver = self.make(**settings)
+        items = [self.message(kind) for kind in KINDS]
+        response_schema = specs.typescript_schema(MAILJET_TYPES, "SendEmailV3_1", "ResponseMessage")
+        entries = [
+            {**self.success_body["Messages"][0], "To": [{**recipient, "MessageUUID": f"u-{n}"}
+             for recipient in self.success_body["Messages"][0]["To"]]}
+            for n in range(len(items))
+        ]  # fmt: skip
+        entries[1] = {"Status": "error", "CustomID": "", "To": [], "Cc": [], "Bcc": [],
+                      "Errors": [{"ErrorIdentifier": "f987008f", "ErrorCode": "mj-0013",
+                                  "StatusCode": 400, "ErrorMessage": "invalid email address",
+                                  "ErrorRelatedTo": ["To[0].Email"]}]}  # fmt: skip
+        for entry in entries:
+            assert specs.errors(response_schema, {"openapi": "3.1"}, entry) == []
+        with responses.RequestsMock() as mock:
+            mock.add(responses.POST, base + "/v3.1/send", status=400, json={"Messages": entries})
+            outcomes = driver.send_batch(items)
+            assert len(mock.calls) == 1
+            request = mock.calls[0].request
+        driver.close()
+        body = json_body(request)
+        assert specs.errors(_mailjet_body_schema(), {"openapi": "3.1"}, body) == []
+        assert len(body["Messages"]) == len(items)
+        assert body.get("SandboxMode") is (True if settings else None)
+        self.check_auth(request, settings)
+        first, refused, last = outcomes
+        assert isinstance(first, Receipt) and first.message_id == "u-0"
+        assert isinstance(refused, MessageRejected) and refused.provider_code == "mj-0013"
+        assert isinstance(last, Receipt) and last.message_id == "u-2"
+
     @classmethod
     def examples(cls) -> list[Example]:
         # The SDK types give the answer's shape, not examples; these follow Mailjet's Send

@@ -56,6 +56,7 @@ __all__ = [
     "HttpRequest",
     "HttpResponse",
     "Outcome",
+    "batch_size_setting",
     "encode_json",
     "parse_retry_after",
     "seconds_until",
@@ -68,6 +69,15 @@ HTTP_SETTINGS: Mapping[str, Setting] = {
     "connect_timeout": timeout_setting(5.0, help="seconds to wait for a connection"),
     "pool_size": pool_size_setting(10, help="connections kept open per driver", minimum=1),
 }
+
+
+def batch_size_setting(maximum: int, endpoint: str) -> Setting:
+    """The ``batch_size`` setting of a driver with a batch endpoint: messages per request
+    in ``send_many``, from 1 (batching off) to the provider's documented ``maximum``, which
+    is the default."""
+    help = f"messages per {endpoint} in send_many (1: off)"
+    return Setting(maximum, int, minimum=1, maximum=maximum, help=help)
+
 
 #: What an entry of an error table means: ``rejected`` is :class:`MessageRejected`, every
 #: other value a :class:`ProviderUnavailable` with that ``reason``.
@@ -99,6 +109,11 @@ class HttpDriver(Driver):
     max_batch: ClassVar[int] = 1
     #: The provider's cap on one batch request's size in bytes (None: none documented).
     max_batch_bytes: ClassVar[int | None] = None
+    #: Whether the provider documents that a batch request it refuses as a whole (an
+    #: answer that is not :meth:`batch_answer` and reads as a rejection) sent none of its
+    #: messages. Then each message is sent again alone, to get its own verdict: the refusal
+    #: may be one message's fault, or the batch's own (too big), and no message can go twice.
+    rejected_batch_sent_nothing: ClassVar[bool] = False
 
     def __init__(self, *, name: str, **settings: Any) -> None:
         super().__init__(name=name, **settings)
@@ -200,10 +215,19 @@ class HttpDriver(Driver):
         """One request carrying the single-message ``requests`` (no I/O)."""
         raise NotImplementedError
 
+    def batch_answer(self, response: HttpResponse) -> bool:
+        """Whether ``response`` answers each message of the batch (then :meth:`read_batch`
+        reads it) rather than the request as a whole (then :meth:`error_for` does).
+
+        The default: a 2xx. A provider that reports a batch with refused messages with a
+        4xx whose body still holds every message's result overrides it (Mailjet).
+        """
+        return 200 <= response.status < 300
+
     def read_batch(
         self, response: HttpResponse, messages: Sequence[Message]
     ) -> list[Receipt | DeliveryError]:
-        """Each message's receipt or error from a 2xx batch answer, in order (no I/O)."""
+        """Each message's receipt or error from a :meth:`batch_answer`, in order (no I/O)."""
         raise NotImplementedError
 
     def send_batch(self, messages: Sequence[Message]) -> list[Receipt | Exception]:
@@ -211,9 +235,12 @@ class HttpDriver(Driver):
 
         A message the provider's checks refuse, or that the batch endpoint cannot carry
         whole (:meth:`batchable`), gets its own error or its own request; the others go in
-        one request. An error for the whole request (a transport failure, a non-2xx
-        answer, an answer that cannot be read) becomes each carried message's own copy of
-        that error, ambiguity included; errors inside the answer are each message's own.
+        requests of at most :attr:`batch_size` messages. An answer about each message
+        (:meth:`batch_answer`) gives each its own receipt or error (:meth:`read_batch`). An
+        error for the whole request (a transport failure, an error answer, an answer that
+        cannot be read) becomes each carried message's own copy of that error, ambiguity
+        included, except a refusal of a request that sent nothing
+        (:attr:`rejected_batch_sent_nothing`): each of its messages is then sent alone.
         """
         out: list[Receipt | Exception | None] = [None] * len(messages)
         carried: list[int] = []
@@ -231,25 +258,36 @@ class HttpDriver(Driver):
                 out[index] = self._send_one(request, message)
         request_of = dict(zip(carried, requests, strict=True))
         for part in self._parts(carried, messages):
-            if len(part) == 1:
-                out[part[0]] = self._send_one(request_of[part[0]], messages[part[0]])
-                continue
             group = [messages[index] for index in part]
-            answers: list[Receipt | Exception]
-            try:
-                response = self.post(self.batch_request([request_of[index] for index in part]))
-                if not 200 <= response.status < 300:
-                    raise self.error_for(response)
-                answers = list(self.read_batch(response, group))
-                if len(answers) != len(group):
-                    raise self.bad_batch(f"{len(answers)} results for {len(group)} messages")
-            except Exception as exc:
-                answers = [exc, *(copy.copy(exc) for _ in part[1:])]
+            singles = [request_of[index] for index in part]
+            if len(part) == 1:
+                answers = [self._send_one(singles[0], group[0])]
+            else:
+                answers = self._send_part(singles, group)
             for index, answer in zip(part, answers, strict=True):
                 out[index] = answer
         done = [answer for answer in out if answer is not None]
         assert len(done) == len(messages)  # every message got its answer
         return done
+
+    def _send_part(
+        self, requests: Sequence[HttpRequest], messages: Sequence[Message]
+    ) -> list[Receipt | Exception]:
+        """One batch request for ``messages`` (built from their single ``requests``)."""
+        answers: list[Receipt | Exception]
+        try:
+            response = self.post(self.batch_request(requests))
+            if not self.batch_answer(response):
+                error = self.error_for(response)
+                if isinstance(error, MessageRejected) and self.rejected_batch_sent_nothing:
+                    return [self._send_one(r, m) for r, m in zip(requests, messages, strict=True)]
+                raise error
+            answers = list(self.read_batch(response, messages))
+            if len(answers) != len(messages):
+                raise self.bad_batch(f"{len(answers)} results for {len(messages)} messages")
+        except Exception as exc:
+            answers = [exc, *(copy.copy(exc) for _ in messages[1:])]
+        return answers
 
     def _parts(self, carried: list[int], messages: Sequence[Message]) -> list[list[int]]:
         """``carried`` cut into requests of at most ``batch_size`` messages and, when the
@@ -283,10 +321,13 @@ class HttpDriver(Driver):
             reason="bad_response", driver=self.name, ambiguous=True,
         )  # fmt: skip
 
-    def item_answer(self, item: Any, message: Message, *, failed: bool) -> Receipt | DeliveryError:
+    def item_answer(
+        self, item: Any, message: Message, *, failed: bool, status: int | None = None
+    ) -> Receipt | DeliveryError:
         """One message's part of a batch answer, read as the provider's answer to a single
-        send (200 for a success, 422 for an error): the same parsing, the same error table."""
-        status = 422 if failed else 200
+        send (200 for a success; for an error ``status``, by default 422): the same parsing,
+        the same error table."""
+        status = (status or 422) if failed else 200
         response = HttpResponse(status, {"Content-Type": "application/json"}, encode_json(item))
         try:
             return self.read_answer(response, message)

@@ -1,8 +1,10 @@
 """``mailjet``: Mailjet Send API v3.1 (``POST /v3.1/send``, HTTP Basic ``api_key:secret_key``).
 
-One message per request, in ``Messages[0]``. Mailjet answers per message: a 200 (or a 400
-for a bulk request) can carry ``{"Status": "error", "Errors": [...]}`` for the message,
-which is the failure it says, whatever the HTTP status. The provider's ids are per
+One message per request, in ``Messages[0]``; ``send_many`` puts up to 50 messages in one
+request's ``Messages``. Mailjet answers per message, in order: a 200, or a 400/403 when a
+message of the request failed, carries ``{"Status": "error", "Errors": [...]}`` for each
+refused message, which is the failure it says, whatever the HTTP status; the others were
+sent. The provider's ids are per
 recipient (``Messages[0].To[*].MessageUUID``); the receipt keeps the first one and the
 whole answer. Mailjet forbids a ``Message-ID`` header, so the stable id goes in
 ``CustomID``, which Mailjet hands back in its events.
@@ -18,7 +20,7 @@ from ..driver import Receipt, Setting, is_account_problem
 from ..errors import DeliveryError
 from ..message import Attachment, Mailbox, Message
 from ..webhooks.mailjet import WEBHOOKS
-from ._http import HTTP_SETTINGS, HttpDriver, Outcome
+from ._http import HTTP_SETTINGS, HttpDriver, Outcome, batch_size_setting
 from ._wire import B64, HttpRequest, HttpResponse
 
 __all__ = ["MailjetDriver"]
@@ -48,6 +50,8 @@ ERROR_CODES: Mapping[str | int, Outcome] = {
     "mj-0001": "account",  # 401 "when API key is suspended"
     "mj-0015": "auth",  # 401 "did not provide valid authorization credentials"
 }
+#: "Send API v3.1 [...] the limit is 50 messages per call" (mj-0008 above it).
+MAX_BATCH = 50
 
 
 class MailjetDriver(HttpDriver):
@@ -61,6 +65,7 @@ class MailjetDriver(HttpDriver):
         "secret_key": Setting(secret=True, help="the API secret key (private key of the pair)"),
         "region": Setting("global", choices=("global", "us"), help="account region"),
         "test_mode": Setting(False, bool, help="SandboxMode: validated, never delivered"),
+        "batch_size": batch_size_setting(MAX_BATCH, "POST /v3.1/send"),
     }
     default_base_url: ClassVar[str] = "https://api.mailjet.com"
     regional_base_urls: ClassVar[Mapping[str, str]] = {
@@ -77,6 +82,50 @@ class MailjetDriver(HttpDriver):
     forbidden_headers: ClassVar[frozenset[str]] = FORBIDDEN_HEADERS
     forbidden_header_prefixes: ClassVar[tuple[str, ...]] = ("x-mj-", "x-mailjet-")
     error_codes: ClassVar[Mapping[str | int, Outcome]] = ERROR_CODES
+    max_batch: ClassVar[int] = MAX_BATCH
+    #: Mailjet documents no cap on a request's size, only "mj-0011 when the payload size is
+    #: over the limit"; a batch stays within what it documents for one message.
+    max_batch_bytes: ClassVar[int | None] = 15 * 1024 * 1024
+    #: A request-level error ("Global Error", no ``Messages`` in the answer): "Mailjet
+    #: never processed the batch at all" (Mailjet's Node SDK README, retry guidance).
+    rejected_batch_sent_nothing: ClassVar[bool] = True
+
+    def batch_request(self, requests: Sequence[HttpRequest]) -> HttpRequest:
+        """The same ``POST /v3.1/send`` with every message in ``Messages``, in order (the
+        payload root, ``SandboxMode``, is the same for all)."""
+        first = requests[0]
+        messages = [item for request in requests for item in request.json["Messages"]]
+        return HttpRequest(first.path, json={**first.json, "Messages": messages}, auth=first.auth)
+
+    def batch_answer(self, response: HttpResponse) -> bool:
+        """A 2xx, or a 4xx that still answers per message: "a 400 status code is returned
+        if one or more of the messages fails" while the others are sent (a 403 when the
+        failure is a sender's); a 4xx without ``Messages`` is a global error."""
+        if 200 <= response.status < 300:
+            return True
+        body = response.json
+        return (
+            400 <= response.status < 500
+            and isinstance(body, Mapping)
+            and isinstance(body.get("Messages"), list)
+        )
+
+    def read_batch(
+        self, response: HttpResponse, messages: Sequence[Message]
+    ) -> list[Receipt | DeliveryError]:
+        """``Messages``: one result per message, in the request's order ("The messages'
+        order is preserved from the user input"), each read like a single send's."""
+        body = response.json
+        results = body.get("Messages") if isinstance(body, Mapping) else None
+        if not isinstance(results, list) or not all(isinstance(r, Mapping) for r in results):
+            raise self.bad_batch("no Messages array of results")
+        if len(results) != len(messages):
+            raise self.bad_batch(f"{len(results)} results for {len(messages)} messages")
+        return [
+            self.item_answer({"Messages": [result]}, message,
+                             failed=result.get("Status") == "error", status=_status(result))
+            for result, message in zip(results, messages, strict=True)
+        ]  # fmt: skip
 
     def build_request(self, message: Message) -> HttpRequest:
         data: dict[str, Any] = {"From": _person(message.sender_mailbox)}
@@ -179,6 +228,16 @@ def _attachment(attachment: Attachment, *, inline: bool = False) -> dict[str, An
         part["ContentID"] = attachment.content_id
     part["Base64Content"] = B64(attachment.content)
     return part
+
+
+def _status(result: Mapping[str, Any]) -> int:
+    """The HTTP status of a message's first error (``StatusCode``), else 400."""
+    errors = result.get("Errors")
+    first = errors[0] if isinstance(errors, list) and errors else None
+    status = first.get("StatusCode") if isinstance(first, Mapping) else None
+    if isinstance(status, int) and not isinstance(status, bool) and 400 <= status < 600:
+        return status
+    return 400
 
 
 def _first_message(body: Mapping[str, Any]) -> Mapping[str, Any] | None:

@@ -18,7 +18,7 @@ from ..driver import Receipt, Setting
 from ..errors import DeliveryError
 from ..message import Message
 from ..webhooks.postmark import WEBHOOKS
-from ._http import HTTP_SETTINGS, HttpDriver, Outcome
+from ._http import HTTP_SETTINGS, HttpDriver, Outcome, batch_size_setting
 from ._wire import B64, HttpRequest, HttpResponse
 
 __all__ = ["PostmarkDriver"]
@@ -56,9 +56,8 @@ class PostmarkDriver(HttpDriver):
         "server_token": Setting(secret=True, help="the Postmark server's API token"),
         "message_stream": Setting("outbound", help="the message stream ID to send through"),
         "test_mode": Setting(False, bool, help="send with POSTMARK_API_TEST: nothing delivered"),
-        "batch_size": Setting(MAX_BATCH, int, minimum=1, maximum=MAX_BATCH,
-                              help="messages per POST /email/batch in send_many (1: off)"),
-    }  # fmt: skip
+        "batch_size": batch_size_setting(MAX_BATCH, "POST /email/batch"),
+    }
     default_base_url: ClassVar[str] = "https://api.postmarkapp.com"
     max_recipients: ClassVar[int | None] = 50
     max_tags: ClassVar[int | None] = 1
@@ -68,6 +67,10 @@ class PostmarkDriver(HttpDriver):
     error_codes: ClassVar[Mapping[str | int, Outcome]] = ERROR_CODES
     max_batch: ClassVar[int] = MAX_BATCH
     max_batch_bytes: ClassVar[int | None] = 50 * 1024 * 1024
+    #: "The /batch endpoint will return a 200-level http status, even when validation for
+    #: individual messages may fail": an error status refuses the request itself (more
+    #: than 500 messages, over 50 MB, not JSON), with nothing of it sent.
+    rejected_batch_sent_nothing: ClassVar[bool] = True
 
     def batch_request(self, requests: Sequence[HttpRequest]) -> HttpRequest:
         """``POST /email/batch``: a JSON array of the single-send bodies (one server token)."""

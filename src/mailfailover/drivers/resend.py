@@ -20,7 +20,7 @@ from ..driver import Receipt, Setting, content_digest
 from ..errors import DeliveryError
 from ..message import Attachment, Message
 from ..webhooks.resend import WEBHOOKS
-from ._http import HTTP_SETTINGS, HttpDriver
+from ._http import HTTP_SETTINGS, HttpDriver, batch_size_setting
 from ._wire import B64, MAX_RETRY_AFTER, HttpRequest, HttpResponse
 
 __all__ = ["ResendDriver", "idempotency_key"]
@@ -58,9 +58,8 @@ class ResendDriver(HttpDriver):
     settings_spec: ClassVar[Mapping[str, Setting]] = {
         **HTTP_SETTINGS,
         "api_key": Setting(secret=True, help="an API key (sending access is enough)"),
-        "batch_size": Setting(MAX_BATCH, int, minimum=1, maximum=MAX_BATCH,
-                              help="messages per POST /emails/batch in send_many (1: off)"),
-    }  # fmt: skip
+        "batch_size": batch_size_setting(MAX_BATCH, "POST /emails/batch"),
+    }
     default_base_url: ClassVar[str] = "https://api.resend.com"
     #: "max 40MB per email, after Base64 encoding of the attachments"
     max_message_bytes: ClassVar[int | None] = 40 * 1024 * 1024
@@ -68,6 +67,10 @@ class ResendDriver(HttpDriver):
     tag_rule: ClassVar[str] = "ASCII letters, digits, '_' and '-' (1 to 256 of them)"
     message_id_path: ClassVar[tuple[str, ...]] = ("id",)
     max_batch: ClassVar[int] = MAX_BATCH
+    #: In permissive mode an invalid email is refused alone in ``errors``; a refusal of
+    #: the whole request (more than 100 emails, a body that is not an array) created none:
+    #: "When an email in your payload causes an error, that email cannot be created".
+    rejected_batch_sent_nothing: ClassVar[bool] = True
 
     def batchable(self, message: Message) -> bool:
         """Resend's batch endpoint takes no attachments: such a message goes alone."""
