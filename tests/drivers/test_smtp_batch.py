@@ -1,0 +1,532 @@
+"""``SMTPDriver.send_batch`` and ``send_many`` over SMTP: many messages over one pooled
+connection, pipelined (RFC 2920) where the server offers PIPELINING, against real aiosmtpd
+servers on 127.0.0.1 (fixtures in tests/drivers/conftest.py).
+
+aiosmtpd 1.4 reads commands line by line from its buffer, so pipelined commands work, but
+it does not advertise PIPELINING: :func:`offer_pipelining` adds it through the handler's
+``handle_EHLO`` hook. The server also records, when it takes up each MAIL FROM and each
+end of data, the bytes the client had already sent and it had not yet read: a pipelining
+client has sent the whole group by then; a lock-step one has sent nothing more.
+
+Sections: what arrives, pipelining on the wire, per-message refusals, a connection that
+ends mid-batch, the pool, through ``send_many``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email
+import email.policy
+import re
+import ssl
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from mailfailover import FailoverMailer, SendResult
+from mailfailover.driver import Receipt, deadline_scope
+from mailfailover.drivers.smtp import SMTPDriver
+from mailfailover.errors import (
+    MessageRejected,
+    ProviderUnavailable,
+    UnsupportedFeature,
+)
+from mailfailover.message import Attachment, Message
+from mailfailover.testing import MemoryDriver, full_message, simple_message
+
+LoopbackController = Any  # the fixtures' types live in tests/drivers/conftest.py
+ServerFactory = Callable[..., Any]
+
+USER, PASSWORD = "mailer", "s3cret-Pa55word"
+MODES = ["pipelining", "lock-step"]
+#: How long the server waits for the rest of a pipelined group before recording what it
+#: has (a pipelining client sent it in one write; this only bounds a broken client).
+GROUP_WAIT = 2.0
+
+
+def offer_pipelining(server: LoopbackController) -> None:
+    """Make ``server`` advertise PIPELINING in its EHLO answer."""
+
+    async def handle_EHLO(
+        smtp: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
+    ) -> list[str]:
+        session.host_name = hostname  # aiosmtpd leaves this to a handle_EHLO hook
+        return [*responses[:-1], "250-PIPELINING", responses[-1]]
+
+    server.handler.handle_EHLO = handle_EHLO
+
+
+def unread(smtp: Any) -> bytes:
+    """What the client sent that the server has not read yet (its stream's buffer)."""
+    return bytes(smtp._reader._buffer)
+
+
+class Wire:
+    """Wraps a server's handler: records RSETs, what was already sent at each MAIL FROM and
+    each end of data, and answers MAIL FROM / DATA for chosen messages as told."""
+
+    def __init__(self, server: LoopbackController, *, pipelined_group: bool) -> None:
+        self.handler = handler = server.handler
+        self.wait_for_group = pipelined_group
+        self.rsets = 0
+        self.at_mail: list[bytes] = []
+        self.at_end_of_data: list[bytes] = []
+        self.mail_by_sender: dict[str, str] = {}  # sender address -> reply to its MAIL FROM
+        self.data_by_rcpt: dict[str, str] = {}  # a recipient -> reply at its end of data
+        self.drop_at_data: int | None = None  # cut the connection at this end of data (1-based)
+        self.stall_at_data: int | None = None  # no answer at this end of data until released
+        self.release = threading.Event()
+        self.datas = 0
+        mail, data = handler.handle_MAIL, handler.handle_DATA
+
+        async def handle_RSET(smtp: Any, session: Any, envelope: Any) -> str:
+            self.rsets += 1
+            return "250 OK"
+
+        async def handle_MAIL(
+            smtp: Any, session: Any, envelope: Any, address: str, options: list[str]
+        ) -> str:
+            if self.wait_for_group:  # bounded: a lock-step client would never send DATA now
+                for _ in range(int(GROUP_WAIT / 0.01)):
+                    if b"DATA\r\n" in unread(smtp):
+                        break
+                    await asyncio.sleep(0.01)
+            self.at_mail.append(unread(smtp))
+            if address in self.mail_by_sender:
+                return self.mail_by_sender[address]
+            return str(await mail(smtp, session, envelope, address, options))
+
+        async def handle_DATA(smtp: Any, session: Any, envelope: Any) -> str:
+            self.datas += 1
+            self.at_end_of_data.append(unread(smtp))
+            if self.datas == self.drop_at_data:
+                smtp.transport.abort()  # the message arrived whole; no reply ever leaves
+                return "250 OK"
+            if self.datas == self.stall_at_data:
+                for _ in range(1000):  # at most 10 s
+                    if self.release.is_set():
+                        break
+                    await asyncio.sleep(0.01)
+            for rcpt, reply in self.data_by_rcpt.items():
+                if rcpt in envelope.rcpt_tos:
+                    return reply
+            return str(await data(smtp, session, envelope))
+
+        handler.handle_RSET = handle_RSET
+        handler.handle_MAIL = handle_MAIL
+        handler.handle_DATA = handle_DATA
+
+    @property
+    def messages(self) -> list[Any]:
+        return list(self.handler.messages)
+
+    def subjects(self) -> list[str]:
+        return [str(parsed(m.content)["Subject"]) for m in self.messages]
+
+
+def stable(content: bytes) -> bytes:
+    """``content`` with its random MIME boundaries and its Date header made constant."""
+    content = re.sub(rb"={15}\d+==", b"=BOUNDARY=", content)
+    return re.sub(rb"\r\nDate: [^\r]+\r\n", b"\r\nDate: -\r\n", content)
+
+
+def parsed(content: bytes) -> Any:
+    return email.message_from_bytes(content, policy=email.policy.default)
+
+
+@pytest.fixture(params=MODES)
+def mode(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def server(smtp_server_factory: ServerFactory, mode: str) -> LoopbackController:
+    started = smtp_server_factory()
+    if mode == "pipelining":
+        offer_pipelining(started)
+    return started
+
+
+@pytest.fixture
+def wire(server: LoopbackController, mode: str) -> Wire:
+    return Wire(server, pipelined_group=mode == "pipelining")
+
+
+def relay(server: LoopbackController, **settings: Any) -> SMTPDriver:
+    settings.setdefault("timeout", 5)
+    return SMTPDriver(name="relay", host="127.0.0.1", port=server.port, security="none", **settings)
+
+
+@pytest.fixture
+def driver(server: LoopbackController) -> Iterator[SMTPDriver]:
+    with relay(server) as d:
+        yield d
+
+
+def numbered(n: int, **overrides: Any) -> list[Message]:
+    return [
+        simple_message(to=[f"rcpt{i}@example.com"], subject=f"message {i}",
+                       text=f"Body of message {i}.\n.leading dot\n", **overrides)
+        for i in range(1, n + 1)
+    ]  # fmt: skip
+
+
+def delivered(out: list[Receipt | Exception]) -> list[str]:
+    return [r.message_id for r in out if isinstance(r, Receipt)]
+
+
+# -- what arrives ---------------------------------------------------------------------------
+
+
+def test_batch_arrives_over_one_connection_as_send_would_send_it(
+    smtp_server_factory: ServerFactory,
+    server: LoopbackController,
+    wire: Wire,
+    driver: SMTPDriver,
+    mode: str,
+) -> None:
+    """Each message arrives with its own envelope and exactly the bytes send() sends, in
+    order, over one connection, with no RSET between good transactions."""
+    messages = [full_message(), *numbered(3), full_message(subject="second full")]
+    out = driver.send_batch(messages)
+
+    assert delivered(out) == ["Q00001", "Q00002", "Q00003", "Q00004", "Q00005"]
+    assert out[0] == Receipt(
+        driver="relay",
+        message_id="Q00001",
+        response={"code": 250, "reply": "2.0.0 Ok: queued as Q00001", "refused": {}},
+    )
+    assert server.handler.connections == 1
+    assert wire.rsets == 0
+    reference = smtp_server_factory()
+    if mode == "pipelining":
+        offer_pipelining(reference)
+    with relay(reference) as one_by_one:
+        for message in messages:
+            one_by_one.send(message)
+    got, expected = wire.messages, reference.handler.messages
+    assert [m.mail_from for m in got] == [m.mail_from for m in expected]
+    assert [m.rcpt_tos for m in got] == [m.rcpt_tos for m in expected]
+    assert [m.mail_options for m in got] == [m.mail_options for m in expected]
+    # byte for byte, but for the MIME boundaries (random) and the Date (the clock)
+    assert [stable(m.content) for m in got] == [stable(m.content) for m in expected]
+    assert got[0].rcpt_tos[-2:] == ["bcc1@example.com", "bcc2@example.com"]
+    assert b".leading dot" in got[1].content  # dot-stuffed on the wire, undone by the server
+    assert driver._pool._idle != []  # clean: back in the pool
+
+
+def test_large_streamed_message_in_the_middle_of_a_batch_arrives_whole(
+    wire: Wire, driver: SMTPDriver
+) -> None:
+    """A message over the in-memory limit (generated straight to the socket, 64 KB at a
+    time) between two small ones: all three arrive, the large one byte-exact."""
+    blob = bytes(range(256)) * 6000  # 1.5 MB, base64 on the wire
+    big = simple_message(subject="big", attachments=[Attachment("blob.bin", blob)])
+    out = driver.send_batch([*numbered(1), big, *numbered(1)])
+    assert delivered(out) == ["Q00001", "Q00002", "Q00003"]
+    [attachment] = [p for p in parsed(wire.messages[1].content).walk() if p.get_filename()]
+    assert attachment.get_content() == blob
+    assert wire.subjects() == ["message 1", "big", "message 1"]
+
+
+def test_starttls_and_auth_batch_is_pipelined_and_keeps_the_password_out_of_errors(
+    smtp_server_factory: ServerFactory, server_tls_context: ssl.SSLContext, ca_file: str
+) -> None:
+    """Over STARTTLS + AUTH (PIPELINING offered after the upgrade) the batch delivers; a
+    drop mid-batch gives errors without the password."""
+    server = smtp_server_factory(
+        credentials=(USER, PASSWORD), tls_context=server_tls_context, require_starttls=True
+    )
+    offer_pipelining(server)
+    wire = Wire(server, pipelined_group=True)
+    wire.drop_at_data = 3
+    with SMTPDriver(
+        name="tls", host="127.0.0.1", port=server.port, ca_file=ca_file,
+        username=USER, password=PASSWORD, timeout=5,
+    ) as driver:  # fmt: skip
+        out = driver.send_batch(numbered(4))
+    assert delivered(out) == ["Q00001", "Q00002"]
+    assert wire.at_mail[1].startswith(b"RCPT TO:<rcpt2@example.com>\r\nDATA\r\n")
+    for error in out[2:]:
+        assert isinstance(error, ProviderUnavailable)
+        assert PASSWORD not in f"{error} {error!r} {error.detail} {error.__cause__!r}"
+
+
+# -- pipelining on the wire -------------------------------------------------------------------
+
+
+def test_pipelined_commands_arrive_in_one_group(
+    server: LoopbackController, wire: Wire, driver: SMTPDriver, mode: str
+) -> None:
+    """With PIPELINING, MAIL FROM + every RCPT TO + DATA are one write, and the previous
+    message's end of data already carries the next message's group; without it, each
+    command waits for the previous reply."""
+    messages = numbered(3)
+    messages[1] = simple_message(to=["a@example.com"], cc=["b@example.com"], subject="two")
+    out = driver.send_batch(messages)
+    assert delivered(out) == ["Q00001", "Q00002", "Q00003"]
+    if mode == "lock-step":
+        assert wire.at_mail == [b"", b"", b""]
+        assert wire.at_end_of_data == [b"", b"", b""]
+        return
+    assert wire.at_mail[0] == b"RCPT TO:<rcpt1@example.com>\r\nDATA\r\n"
+    assert wire.at_mail[1] == b"RCPT TO:<a@example.com>\r\nRCPT TO:<b@example.com>\r\nDATA\r\n"
+    mail_2 = wire.at_end_of_data[0]  # the next group, in the same write as the end mark
+    assert mail_2.startswith(b"MAIL FROM:<sender@example.com> SIZE=")
+    assert mail_2.endswith(b"\r\nRCPT TO:<a@example.com>\r\nRCPT TO:<b@example.com>\r\nDATA\r\n")
+    assert wire.at_end_of_data[1].startswith(b"MAIL FROM:<sender@example.com> SIZE=")
+    assert wire.at_end_of_data[1].endswith(b"RCPT TO:<rcpt3@example.com>\r\nDATA\r\n")
+    assert wire.at_end_of_data[2] == b""  # the last message: nothing follows
+
+
+# -- per-message refusals ---------------------------------------------------------------------
+
+
+def test_refusals_are_each_messages_own_and_the_others_are_delivered(
+    server: LoopbackController, wire: Wire, driver: SMTPDriver, mode: str
+) -> None:
+    """In one batch: some recipients refused (delivered to the rest), every recipient
+    refused (rejected, no content sent), a refused sender, 5xx at the end of data, a
+    message the server cannot carry (SMTPUTF8): each gets what send() gives; the others
+    are delivered over the same connection."""
+    handler = server.handler
+    handler.rcpt_replies = {
+        "gone@example.com": "550 5.1.1 no such user",
+        "busy@example.com": "450 4.2.0 mailbox busy",
+    }
+    wire.mail_by_sender["blocked@example.com"] = (
+        "553 5.1.8 Sender address rejected: Domain not found"
+    )
+    wire.data_by_rcpt["spam@example.com"] = "554 5.7.1 Spam detected"
+    messages = [
+        simple_message(to=["ok1@example.com", "gone@example.com"], subject="partly"),
+        simple_message(to=["gone@example.com"], subject="nobody"),
+        simple_message(to=["ok2@example.com"], subject="after nobody"),
+        simple_message(sender="blocked@example.com", to=["ok3@example.com"], subject="blocked"),
+        simple_message(to=["zoë@example.com"], subject="needs smtputf8"),
+        simple_message(to=["spam@example.com"], subject="spam"),
+        simple_message(to=["busy@example.com"], subject="busy"),
+        simple_message(to=["ok4@example.com"], subject="last"),
+    ]
+    out = driver.send_batch(messages)
+
+    partly, nobody, after, blocked, utf8, spam, busy, last = out
+    assert isinstance(partly, Receipt) and partly.refused_recipients == ("gone@example.com",)
+    assert partly.response is not None
+    assert partly.response["refused"] == {
+        "gone@example.com": {"code": 550, "reply": "5.1.1 no such user"}
+    }
+    assert type(nobody) is MessageRejected and nobody.status == 550
+    assert "every recipient was refused" in nobody.detail
+    assert isinstance(after, Receipt)
+    assert type(blocked) is MessageRejected and blocked.detail.startswith("MAIL FROM: 553")
+    assert type(utf8) is UnsupportedFeature and utf8.driver == "relay"
+    assert type(spam) is MessageRejected and spam.detail == "end of DATA: 554 5.7.1 Spam detected"
+    assert isinstance(busy, ProviderUnavailable) and busy.status == 450
+    assert busy.ambiguous is False
+    assert isinstance(last, Receipt)
+    assert wire.subjects() == ["partly", "after nobody", "last"]
+    assert handler.messages[0].rcpt_tos == ["ok1@example.com"]
+    assert handler.connections == 1
+    # RSET only after the transactions that failed before their data (nobody, blocked, busy)
+    assert wire.rsets == 3
+    assert driver._pool._idle != []
+
+
+def test_data_accepted_although_every_recipient_was_refused_gets_a_lone_dot(
+    server: LoopbackController, wire: Wire, driver: SMTPDriver, mode: str
+) -> None:
+    """RFC 2920 §3.1: a server that answers the pipelined DATA with 354 though no RCPT was
+    accepted gets a single dot, never the content; the message is refused as send()
+    refuses it and the next one goes through."""
+    if mode == "lock-step":
+        pytest.skip("without pipelining DATA is never sent when every recipient is refused")
+    handler = server.handler
+    handle_rcpt = handler.handle_RCPT
+
+    async def accepting_anyway(smtp: Any, session: Any, envelope: Any, address: str,
+                               options: list[str]) -> str:  # fmt: skip
+        reply = str(await handle_rcpt(smtp, session, envelope, address, options))
+        if address == "gone@example.com":
+            envelope.rcpt_tos.append(address)  # so aiosmtpd answers DATA with 354
+        return reply
+
+    handler.handle_RCPT = accepting_anyway
+    handler.rcpt_replies = {"gone@example.com": "550 5.1.1 no such user"}
+    out = driver.send_batch([simple_message(to=["gone@example.com"]), *numbered(1)])
+    assert type(out[0]) is MessageRejected and out[0].status == 550
+    assert isinstance(out[1], Receipt)
+    assert next(m.content for m in handler.messages) == b""  # the lone dot: no content
+    assert wire.subjects()[1:] == ["message 1"]
+
+
+# -- a connection that ends mid-batch -----------------------------------------------------------
+
+
+def test_connection_dropped_mid_batch_is_ambiguous_only_for_the_message_it_had_whole(
+    server: LoopbackController, wire: Wire, driver: SMTPDriver, mode: str
+) -> None:
+    """The server takes message 3 whole and hangs up before answering: 1 and 2 keep their
+    receipts, 3 is ambiguous, 4 (whose envelope shared 3's write when pipelined) and 5
+    were not sent: they fail over, unambiguous."""
+    wire.drop_at_data = 3
+    out = driver.send_batch(numbered(5))
+    first, second, third, fourth, fifth = out
+    assert delivered([first, second]) == ["Q00001", "Q00002"]
+    assert isinstance(third, ProviderUnavailable)
+    assert (third.reason, third.ambiguous) == ("connection", True)
+    assert third.detail.endswith("after the whole message was sent, waiting for the server's "
+                                 "final reply")  # fmt: skip
+    for error in (fourth, fifth):
+        assert isinstance(error, ProviderUnavailable)
+        assert (error.reason, error.ambiguous) == ("connection", False)
+    assert isinstance(fourth, ProviderUnavailable) and isinstance(fifth, ProviderUnavailable)
+    if mode == "pipelining":  # its MAIL FROM went out with 3's end of data, unanswered
+        assert "during the envelope" in fourth.detail
+        assert wire.at_end_of_data[2].endswith(b"RCPT TO:<rcpt4@example.com>\r\nDATA\r\n")
+    assert fifth.detail.startswith("not sent: the connection ended before this message's turn")
+    assert driver._pool._idle == []  # discarded, not pooled
+    assert delivered(driver.send_batch(numbered(1))) == ["Q00003"]  # a fresh connection
+    assert server.handler.connections == 2
+
+
+def test_421_mid_batch_ends_the_session_without_ambiguity(
+    server: LoopbackController, wire: Wire, driver: SMTPDriver
+) -> None:
+    """421 at message 3's MAIL FROM: 3 fails over with the 421, 4 and 5 are not sent."""
+    messages = numbered(5)
+    messages[2] = simple_message(sender="closing@example.com", subject="three")
+    wire.mail_by_sender["closing@example.com"] = "421 4.3.2 Service shutting down"
+    out = driver.send_batch(messages)
+    assert delivered(out[:2]) == ["Q00001", "Q00002"]
+    for error in out[2:]:
+        assert isinstance(error, ProviderUnavailable)
+        assert (error.status, error.ambiguous) == (421, False)
+    assert isinstance(out[2], ProviderUnavailable)
+    assert out[2].detail == "MAIL FROM: 421 4.3.2 Service shutting down"
+    assert wire.subjects() == ["message 1", "message 2"]
+    assert driver._pool._idle == []
+
+
+def test_timeout_mid_batch_is_ambiguous_only_for_the_message_waiting_for_its_reply(
+    server: LoopbackController, wire: Wire, mode: str
+) -> None:
+    """No final reply to message 2 within the timeout: 1 delivered, 2 ambiguous (timeout),
+    3 and 4 not sent."""
+    wire.stall_at_data = 2
+    try:
+        with relay(server, timeout=0.3) as driver:
+            out = driver.send_batch(numbered(4))
+    finally:
+        wire.release.set()
+    assert delivered(out[:1]) == ["Q00001"]
+    assert isinstance(out[1], ProviderUnavailable)
+    assert (out[1].reason, out[1].ambiguous) == ("timeout", True)
+    for error in out[2:]:
+        assert isinstance(error, ProviderUnavailable)
+        assert (error.reason, error.ambiguous) == ("timeout", False)
+
+
+def test_the_mailers_deadline_bounds_the_whole_batch(
+    server: LoopbackController, wire: Wire, driver: SMTPDriver
+) -> None:
+    """With a 10 s timeout, a deadline of 0.5 s for the batch still cuts the stalled reply."""
+    wire.stall_at_data = 1
+    try:
+        with deadline_scope(0.5):
+            out = driver.send_batch(numbered(2))
+    finally:
+        wire.release.set()
+    assert isinstance(out[0], ProviderUnavailable)
+    assert (out[0].reason, out[0].ambiguous) == ("timeout", True)
+    assert isinstance(out[1], ProviderUnavailable) and out[1].ambiguous is False
+
+
+# -- the pool -----------------------------------------------------------------------------
+
+
+def test_a_pooled_connection_closed_before_the_batch_is_retried_once(
+    server: LoopbackController, wire: Wire, driver: SMTPDriver
+) -> None:
+    """421 at the first MAIL FROM over a reused connection (nothing sent): one fresh
+    connection carries the whole batch."""
+    driver.send(simple_message())
+    server.handler.mail_replies_once.append("421 4.4.2 idle too long, closing")
+    out = driver.send_batch(numbered(3))
+    assert delivered(out) == ["Q00002", "Q00003", "Q00004"]
+    assert server.handler.connections == 2
+
+
+def test_batch_size_caps_the_messages_per_connection_checkout(
+    server: LoopbackController, wire: Wire
+) -> None:
+    """batch_size: 2 sends five messages in three checkouts of the one pooled connection
+    (an RSET on each reuse, none between the messages of a checkout)."""
+    with relay(server, batch_size=2) as driver:
+        out = driver.send_batch(numbered(5))
+    assert len(delivered(out)) == 5
+    assert server.handler.connections == 1
+    assert wire.rsets == 2
+
+
+# -- through send_many ------------------------------------------------------------------------
+
+
+def test_send_many_fails_over_exactly_the_messages_a_drop_cost(
+    server: LoopbackController, wire: Wire, mode: str
+) -> None:
+    """send_many with an SMTP primary and a memory backup: the server drops the connection
+    at message 3's end of data. Every message gets one result; 1-2 through SMTP, 3 (flagged
+    ambiguous) and 4-6 through the backup; each delivered once."""
+    wire.drop_at_data = 3
+    backup = MemoryDriver(name="backup")
+    messages = numbered(6)
+    with FailoverMailer([relay(server), backup]) as mailer:
+        results = mailer.send_many(messages, workers=1)
+    assert all(isinstance(r, SendResult) for r in results)
+    drivers = [r.driver for r in results if isinstance(r, SendResult)]
+    assert drivers == ["relay", "relay", "backup", "backup", "backup", "backup"]
+    third = results[2]
+    assert isinstance(third, SendResult)
+    assert [(a.driver, a.outcome) for a in third.attempts] == [
+        ("relay", "unavailable"), ("backup", "sent")
+    ]  # fmt: skip
+    assert third.attempts[0].to_dict()["ambiguous"] is True
+    fourth = results[3]
+    assert isinstance(fourth, SendResult)
+    assert fourth.attempts[0].to_dict()["ambiguous"] is False
+    via_smtp = wire.subjects()
+    via_backup = [str(m.subject) for m in backup.outbox]
+    assert sorted(via_smtp + via_backup) == sorted(f"message {i}" for i in range(1, 7))
+
+
+def test_send_many_sends_hundreds_through_few_connections(
+    server: LoopbackController, wire: Wire
+) -> None:
+    """250 messages, 4 workers, the default batch_size (100): three checkouts, each message
+    delivered once, at most three connections, no RSET inside a batch."""
+    messages = numbered(250)
+    with FailoverMailer([relay(server), MemoryDriver(name="backup")]) as mailer:
+        results = mailer.send_many(messages)
+    assert [r.driver for r in results if isinstance(r, SendResult)] == ["relay"] * 250
+    assert sorted(wire.subjects()) == sorted(f"message {i}" for i in range(1, 251))
+    assert 1 <= server.handler.connections <= 3
+    assert wire.rsets <= 2  # only a reused connection's checkout says RSET
+
+
+def test_send_many_with_batch_size_1_sends_one_by_one_as_before(
+    server: LoopbackController, wire: Wire, mode: str
+) -> None:
+    """batch_size: 1 turns batching off: send() per message, an RSET before each reuse,
+    never a pipelined group."""
+    wire.wait_for_group = False
+    with FailoverMailer([relay(server, batch_size=1)]) as mailer:
+        results = mailer.send_many(numbered(4), workers=1)
+    assert [r.driver for r in results if isinstance(r, SendResult)] == ["relay"] * 4
+    assert server.handler.connections == 1
+    assert wire.rsets == 3
+    if mode == "pipelining":  # each MAIL FROM waited for nothing more: the group wait ran out
+        assert all(b"DATA" not in buffered for buffered in wire.at_mail)
+    assert wire.at_end_of_data == [b"", b"", b"", b""]
