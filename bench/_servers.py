@@ -14,11 +14,16 @@ Everything here listens on 127.0.0.1 on a port the kernel picks, and nothing els
 * :func:`closed_port` (connections refused) and :func:`silent_listener` (connections
   accepted by the kernel, never answered).
 * ``python bench/_servers.py http [--flap SEED:UP_SHARE] [--id-pattern RE] [--latency S]``
-  / ``smtp``
+  / ``smtp`` / ``smtp-fast [--pipelining] [--latency S]``
   runs a server in its own process (so a client under test does not share a GIL, or
   tracemalloc, with its server), printing its port on the first line and exiting when its
   standard input closes; :func:`spawn` does this, :func:`stats` asks it what it received.
   :class:`Flapper` takes a server down (5xx) and up at random, seeded moments.
+
+``smtp-fast`` is a small asyncio SMTP sink (no aiosmtpd) that can offer PIPELINING and
+delay every reply by a fixed one-way latency, as a network would: a reply leaves ``S``
+seconds after its command arrived, replies to pipelined commands overlap, and the order is
+kept. ``XSTATS`` answers what it received (:func:`smtp_stats`).
 
 No third-party module is imported at module level: the HTTP server is the standard
 library's, and the SMTP one (``aiosmtpd``, from the ``test`` extra) is imported only by
@@ -57,6 +62,7 @@ __all__ = [
     "closed_port",
     "http_drivers",
     "silent_listener",
+    "smtp_stats",
     "spawn",
     "stats",
 ]
@@ -863,8 +869,141 @@ def _serve_smtp(args: list[str]) -> None:
     controller.stop()
 
 
+class _FastSMTP:
+    """One connection of the ``smtp-fast`` sink (an asyncio protocol)."""
+
+    totals = {"connections": 0, "messages": 0, "reads": 0, "commands": 0}
+
+    def __init__(self, pipelining: bool, latency: float) -> None:
+        import asyncio
+
+        self.loop = asyncio.get_running_loop()
+        self.pipelining, self.latency = pipelining, latency
+        self.buffer = bytearray()
+        self.in_data = False
+        self.due: deque[tuple[float, bytes]] = deque()  # replies waiting for their time
+        self.timer: Any = None
+        self.transport: Any = None
+
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+        transport.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.totals["connections"] += 1
+        self.reply("220 stand-in.localhost ESMTP")
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+
+    def eof_received(self) -> bool:
+        return False
+
+    def data_received(self, data: bytes) -> None:
+        self.totals["reads"] += 1
+        self.buffer += data
+        while self.buffer:
+            if self.in_data:
+                if self.buffer.startswith(b".\r\n"):
+                    end, skip = 0, 3
+                else:
+                    end = self.buffer.find(b"\r\n.\r\n")
+                    skip = 5
+                    if end < 0:
+                        return
+                del self.buffer[: end + skip]
+                self.in_data = False
+                self.totals["messages"] += 1
+                self.reply(f"250 2.0.0 Ok: queued as Q{self.totals['messages']:07d}")
+                continue
+            end = self.buffer.find(b"\r\n")
+            if end < 0:
+                return
+            line = bytes(self.buffer[:end])
+            del self.buffer[: end + 2]
+            self.command(line)
+
+    def command(self, line: bytes) -> None:
+        self.totals["commands"] += 1
+        verb = line[:4].upper()
+        if verb == b"EHLO":
+            extensions = ["SIZE 67108864", "8BITMIME", *(["PIPELINING"] if self.pipelining else [])]
+            lines = ["stand-in.localhost", *extensions]
+            text = "\r\n".join(f"250-{x}" for x in lines[:-1]) + f"\r\n250 {lines[-1]}"
+            self.reply(text)
+        elif verb == b"DATA":
+            self.in_data = True
+            self.reply("354 End data with <CR><LF>.<CR><LF>")
+        elif verb == b"QUIT":
+            self.reply("221 Bye")
+            self.later(self.transport.close)
+        elif verb == b"XSTA":
+            self.reply("250 " + json.dumps(self.totals))
+        elif verb in (b"HELO", b"MAIL", b"RCPT", b"RSET", b"NOOP"):
+            self.reply("250 OK")
+        else:
+            self.reply("502 not implemented")
+
+    def reply(self, text: str) -> None:
+        data = text.encode() + b"\r\n"
+        if not self.latency:
+            self.transport.write(data)
+            return
+        self.due.append((self.loop.time() + self.latency, data))
+        if self.timer is None:
+            self.timer = self.loop.call_at(self.due[0][0], self.release)
+
+    def later(self, action: Callable[[], None]) -> None:
+        if self.latency:
+            self.loop.call_later(self.latency * 1.01, action)
+        else:
+            action()
+
+    def release(self) -> None:
+        """Write every reply whose time has come, in order; wait for the next one."""
+        self.timer = None
+        now = self.loop.time()
+        out = bytearray()
+        while self.due and self.due[0][0] <= now:
+            out += self.due.popleft()[1]
+        if out and not self.transport.is_closing():
+            self.transport.write(bytes(out))
+        if self.due:
+            self.timer = self.loop.call_at(self.due[0][0], self.release)
+
+
+def _serve_smtp_fast(args: list[str]) -> None:
+    import asyncio
+
+    parser = argparse.ArgumentParser(prog="_servers.py smtp-fast")
+    parser.add_argument("--pipelining", action="store_true", help="offer PIPELINING")
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds before each reply")
+    options = parser.parse_args(args)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(
+            lambda: _FastSMTP(options.pipelining, options.latency), HOST, 0
+        )
+        print(server.sockets[0].getsockname()[1], flush=True)
+        await loop.run_in_executor(None, sys.stdin.read)  # until the parent closes it
+        server.close()
+
+    asyncio.run(main())
+
+
+def smtp_stats(port: int) -> dict[str, int]:
+    """What an ``smtp-fast`` sink has received so far (its ``XSTATS`` command)."""
+    import smtplib
+
+    with smtplib.SMTP(HOST, port, local_hostname="bench.localhost", timeout=10) as client:
+        code, reply = client.docmd("XSTATS")
+    if code != 250:
+        raise RuntimeError(f"XSTATS: {code} {reply!r}")
+    return dict(json.loads(reply))
+
+
 if __name__ == "__main__":
-    modes = {"http": _serve_http, "smtp": _serve_smtp}
+    modes = {"http": _serve_http, "smtp": _serve_smtp, "smtp-fast": _serve_smtp_fast}
     if len(sys.argv) < 2 or sys.argv[1] not in modes:
         sys.exit(f"usage: {sys.argv[0]} {{{'|'.join(modes)}}}")
     modes[sys.argv[1]](sys.argv[2:])
