@@ -7,9 +7,10 @@ the breaker, its state store and the result types are the sync mailer's own obje
 async mailer holds a :class:`FailoverMailer` for everything that is not I/O. So there is no
 copy of the loop or the breaker that could drift.
 
-How drivers run: HTTP drivers natively on ``aiohttp`` (:meth:`HttpDriver.asend`), every
-other driver (SES, SMTP, third-party plugins) through :meth:`Driver.asend`'s default, which
-runs its blocking ``send`` in a worker thread.
+How drivers run: HTTP drivers natively on ``aiohttp`` (:meth:`HttpDriver.asend`), SMTP
+natively on ``aiosmtplib`` (:meth:`SMTPDriver.asend`), every other driver (SES,
+third-party plugins) through :meth:`Driver.asend`'s default, which runs its blocking
+``send`` in a worker thread.
 
 The state store's calls (health transitions, at most one batched read per refresh
 interval) are made inline, in the event loop: they are short, rare on the hot path (a

@@ -640,7 +640,7 @@ def test_repr_hides_the_password() -> None:
 
 class TestSMTPContract(DriverContractTests):
     """The shared driver contract, over STARTTLS with AUTH against a real server; also
-    through asend (the SMTP driver then runs in a thread)."""
+    through asend (natively, on aiosmtplib: tests/drivers/test_smtp_async.py)."""
 
     colours = ("sync", "async")
     secrets = (GOOD_PASSWORD,)

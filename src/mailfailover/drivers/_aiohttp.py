@@ -43,6 +43,7 @@ from urllib3.filepost import encode_multipart_formdata
 from .._version import __version__
 from ..errors import ProviderUnavailable, Reason
 from ._boundary import OS_ERRORS, chained, holds, lookup
+from ._loops import reclaim as _reclaim
 from ._wire import HttpRequest, HttpResponse, encode_json
 
 __all__ = ["AIOHTTP_ERRORS", "CAUGHT", "AiohttpTransport", "transport_error"]
@@ -270,28 +271,6 @@ class AiohttpTransport:
             asyncio.run_coroutine_threadsafe(session.close(), loop).result(timeout=10)
         else:
             loop.run_until_complete(session.close())
-
-
-def _reclaim(transport: asyncio.BaseTransport | None) -> None:
-    """Close the socket under ``transport``, whose event loop is closed, without the loop.
-
-    What the loop would run after ``transport.close()``: the socket transport's
-    ``_call_connection_lost`` (it tells the protocol, closes the socket and drops its
-    references). Under TLS the socket is the SSL protocol's transport; the TLS layer is
-    marked closed on the way (``SSLProtocol.connection_lost`` does it first), so no
-    ``close_notify`` is sent: nothing can be sent without the loop. Private asyncio
-    attributes, read defensively: a runtime without them leaves the socket to the garbage
-    collector, as before."""
-    ssl_protocol = getattr(transport, "_ssl_protocol", None)
-    inner = getattr(ssl_protocol, "_transport", None) if ssl_protocol is not None else transport
-    lost = getattr(inner, "_call_connection_lost", None)
-    if lost is None or getattr(inner, "_sock", None) is None:
-        return
-    inner._conn_lost = getattr(inner, "_conn_lost", 0) + 1  # type: ignore[union-attr]
-    # The protocols' connection_lost may try to schedule a callback on the closed loop
-    # and raise; the socket is closed in a ``finally`` before that matters.
-    with contextlib.suppress(Exception):
-        lost(None)
 
 
 def basic_auth(user: str, password: str) -> str:

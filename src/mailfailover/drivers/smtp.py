@@ -20,10 +20,15 @@ and once to the socket after ``DATA``. So ``SIZE=`` is always exact and declared
 the server offers it. The second pass costs CPU (about 10 ms per MB of attachment on the
 benchmark machine, where the standard ``as_bytes()`` took about 90) only for messages large
 enough that holding them would cost far more memory.
+
+Under asyncio, :meth:`SMTPDriver.asend` sends the same plan natively on ``aiosmtplib``
+(:mod:`._smtp_async`: only the I/O is there; the plan, the AUTH choice and the
+classifiers are this module's).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import logging
@@ -35,7 +40,7 @@ import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from email.message import EmailMessage
 from email.policy import Policy
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import attrs
 
@@ -47,6 +52,7 @@ from ..driver import (
     is_account_problem,
     pool_size_setting,
     remaining_time,
+    require,
     timeout_setting,
     tracking_headers,
 )
@@ -65,6 +71,9 @@ from ._smtp_data import (
     generate,
     policy_for,
 )
+
+if TYPE_CHECKING:
+    from ._smtp_async import AsyncSMTP
 
 __all__ = ["SMTPDriver"]
 
@@ -468,11 +477,7 @@ class SMTPDriver(Driver):
             smtp.ehlo_or_helo_if_needed()
             if s["security"] == "starttls":
                 if not smtp.has_extn("starttls"):
-                    raise ProviderUnavailable(
-                        "the server does not offer STARTTLS; refusing to continue without TLS",
-                        reason="connection",
-                        driver=self.name,
-                    )
+                    raise self._no_starttls()
                 smtp.starttls(context=self._tls)
                 smtp.ehlo()
             if s["username"] is not None:
@@ -484,25 +489,23 @@ class SMTPDriver(Driver):
         return _Connection(smtp)
 
     def _login(self, smtp: smtplib.SMTP) -> None:
-        """AUTH with one mechanism: PLAIN, else LOGIN, else CRAM-MD5.
-
-        ``smtplib.login`` tries every offered mechanism in turn; after a 535 that only
-        repeats the wrong password, and some servers answer a second attempt with silence.
-        """
-        if not smtp.has_extn("auth"):
-            raise smtplib.SMTPNotSupportedError("the server does not offer AUTH")
-        offered = smtp.esmtp_features["auth"].upper().split()
+        """AUTH with the one mechanism :func:`_auth_mechanism` picks (``smtplib.login``
+        would try every offered one in turn)."""
+        mechanism = _auth_mechanism(smtp.esmtp_features["auth"] if smtp.has_extn("auth") else None)
         smtp.user, smtp.password = self.settings["username"], self.settings["password"]
-        for mechanism, method in (
+        for name, method in (
             ("PLAIN", smtp.auth_plain),
             ("LOGIN", smtp.auth_login),
             ("CRAM-MD5", smtp.auth_cram_md5),
         ):
-            if mechanism in offered:
+            if name == mechanism:
                 smtp.auth(mechanism, method)
-                return
-        raise smtplib.SMTPNotSupportedError(
-            "the server offers no AUTH mechanism this driver speaks (PLAIN, LOGIN, CRAM-MD5)"
+
+    def _no_starttls(self) -> ProviderUnavailable:
+        return ProviderUnavailable(
+            "the server does not offer STARTTLS; refusing to continue without TLS",
+            reason="connection",
+            driver=self.name,
         )
 
     def _release(self, connection: _Connection) -> None:
@@ -514,6 +517,37 @@ class SMTPDriver(Driver):
         """Close every idle connection; connections in use close when their send ends."""
         for connection in self._pool.drain():
             connection.quit(min(float(self.settings["timeout"]), 2.0))
+        side = self.__dict__.get("_async_side")
+        if side is not None:
+            side.close()
+
+    # -- asyncio: the same transaction on aiosmtplib (see _smtp_async) -------------------------
+
+    async def asend(self, message: Message) -> Receipt:
+        """:meth:`send` natively on ``aiosmtplib`` (extra ``async``): the same plan, AUTH,
+        classification and pooling, with one pool of connections per event loop. A
+        cancelled ``asend`` drops its connection (its state is unknown); it is never pooled.
+        """
+        self.check_limits(message)
+        check_tags_and_metadata(self, message)
+        return await self._async().send(message)
+
+    async def aclose(self) -> None:
+        """Say QUIT to the idle connections of this event loop's pool, then close the
+        blocking pool's (in a thread); safe to call twice."""
+        side = self.__dict__.get("_async_side")
+        if side is not None:
+            await side.aclose()
+        await asyncio.to_thread(self.close)
+
+    def _async(self) -> AsyncSMTP:
+        side: AsyncSMTP | None = self.__dict__.get("_async_side")
+        if side is None:
+            require("aiosmtplib", "async", driver=self.name)
+            from ._smtp_async import AsyncSMTP
+
+            side = self.__dict__["_async_side"] = AsyncSMTP(self)
+        return side
 
     # -- the one error boundary ------------------------------------------------------------
 
@@ -536,7 +570,8 @@ class SMTPDriver(Driver):
         ambiguous = phase.value == _Phase.SENT
         if isinstance(exc, smtplib.SMTPAuthenticationError):
             return ProviderUnavailable(
-                f"authentication failed: {exc.smtp_code} {_text(exc.smtp_error)}",
+                # a server may echo what it was sent: never show a secret
+                f"authentication failed: {exc.smtp_code} {self.scrub(_text(exc.smtp_error))}",
                 reason="auth",
                 status=exc.smtp_code,
                 driver=self.name,
@@ -582,7 +617,7 @@ class SMTPDriver(Driver):
         self, code: int, reply: bytes | str, step: str, phase: _Phase
     ) -> DeliveryError:
         """Classify a negative SMTP reply to ``step``."""
-        detail = f"{step}: {code} {_text(reply)}"
+        detail = self.scrub(f"{step}: {code} {_text(reply)}")
         kwargs: dict[str, Any] = {"driver": self.name, "status": code}
         if code in _AUTH_CODES:
             return ProviderUnavailable(detail, reason="auth", **kwargs)
@@ -628,6 +663,29 @@ def _account_problem(reply: bytes | str) -> bool:
     if enhanced is not None:
         return enhanced.group(1) == "7"
     return is_account_problem(text)
+
+
+#: AUTH mechanisms in the order they are preferred; only one is ever tried.
+_MECHANISMS = ("PLAIN", "LOGIN", "CRAM-MD5")
+
+
+def _auth_mechanism(offered: str | None) -> str:
+    """The one AUTH mechanism to use with a server whose EHLO offered ``offered`` (the
+    ``AUTH`` line's parameters; ``None``: no AUTH): PLAIN, else LOGIN, else CRAM-MD5.
+
+    Client libraries try every offered mechanism in turn; after a 535 that only repeats
+    the wrong password, and some servers answer a second attempt with silence. Raises
+    :class:`smtplib.SMTPNotSupportedError` (classified ``auth``) when none fits.
+    """
+    if offered is None:
+        raise smtplib.SMTPNotSupportedError("the server does not offer AUTH")
+    names = offered.upper().split()
+    for mechanism in _MECHANISMS:
+        if mechanism in names:
+            return mechanism
+    raise smtplib.SMTPNotSupportedError(
+        "the server offers no AUTH mechanism this driver speaks (PLAIN, LOGIN, CRAM-MD5)"
+    )
 
 
 def _step(exc: smtplib.SMTPResponseException) -> str:
