@@ -150,7 +150,8 @@ def main() -> None:
     timed(0.0, options.rounds, options.block)
     if options.latency:
         timed(options.latency, options.rounds, options.block)
-    counted(options.count)
+    if options.count:
+        counted(options.count)
     print_load_at_end()
 
 
