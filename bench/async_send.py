@@ -15,6 +15,15 @@ number (Python allocations only: a thread's stack is not counted).
 Target: the async mailer at least 5x the throughput of the threaded pool.
 
     python bench/async_send.py [--messages 1000] [--concurrency 100] [--latency 0.05]
+
+``--driver smtp``: the same through the smtp driver to a local SMTP sink (``smtp-fast``,
+offering PIPELINING) that holds every reply back by ``--latency`` (default there 5 ms: an
+SMTP send is four or five round trips), with one more variant: the async mailer with the
+SMTP driver run in worker threads (``Driver.asend``'s default, what it did before the
+native aiosmtplib path). The threaded ``send_many`` batches and pipelines (batch_size 25);
+the async one sends each message on its own. No target; the ratios are reported.
+
+    python bench/async_send.py --driver smtp [--messages 1000] [--concurrency 100]
 """
 
 from __future__ import annotations
@@ -34,8 +43,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _servers import PROVIDERS, spawn
 from _timing import compare, print_load_at_end, print_machine, quiet_library_logs
 
-from mailfailover import FailoverMailer, Message, SendResult
+from mailfailover import FailoverMailer, Message, Receipt, SendResult
 from mailfailover.aio import AsyncFailoverMailer
+from mailfailover.driver import Driver
+from mailfailover.drivers.smtp import SMTPDriver
 
 TARGET = 5.0
 
@@ -46,6 +57,16 @@ def _messages(count: int) -> list[Message]:
                 subject=f"Your receipt #{i}", text="Thanks for your order.\n" * 5)
         for i in range(count)
     ]  # fmt: skip
+
+
+class _ThreadedSMTP(SMTPDriver):
+    """The smtp driver as the async mailer ran it before aiosmtplib: ``send`` in a thread."""
+
+    async def asend(self, message: Message) -> Receipt:
+        return await Driver.asend(self, message)
+
+    async def aclose(self) -> None:
+        await Driver.aclose(self)
 
 
 def _check(results: list[Any]) -> None:
@@ -75,11 +96,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--messages", type=int, default=1000)
     parser.add_argument("--concurrency", type=int, default=100)
     parser.add_argument("--workers", type=int, default=8)
-    parser.add_argument("--latency", type=float, default=0.05)
+    parser.add_argument(
+        "--latency",
+        type=float,
+        default=None,
+        help="seconds before each answer (default 0.05; smtp: 0.005 per reply)",
+    )
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--driver", choices=("sendgrid", "smtp"), default="sendgrid")
     options = parser.parse_args(argv)
     print_machine(argv)
     quiet_library_logs()
+    if options.driver == "smtp":
+        return _smtp(options)
+    if options.latency is None:
+        options.latency = 0.05
 
     block = max(options.messages // options.rounds, 1)
     messages = _messages(block)
@@ -148,6 +179,56 @@ def main(argv: list[str] | None = None) -> int:
     met = speedup >= TARGET
     print("target met" if met else "TARGET NOT MET")
     return 0 if met else 1
+
+
+def _smtp(options: argparse.Namespace) -> int:
+    """``--driver smtp``: native aiosmtplib vs the SMTP driver in threads vs the sync pool."""
+    latency = 0.005 if options.latency is None else options.latency
+    block = max(options.messages // options.rounds, 1)
+    messages = _messages(block)
+    with spawn("smtp-fast", "--pipelining", "--latency", str(latency)) as port:
+        settings: dict[str, Any] = {"host": "127.0.0.1", "port": port, "security": "none",
+                                    "local_hostname": "bench.localhost", "timeout": 30}  # fmt: skip
+        loop = asyncio.new_event_loop()
+        native = AsyncFailoverMailer(
+            [SMTPDriver(name="smtp", pool_size=options.concurrency, **settings)]
+        )
+        threaded = AsyncFailoverMailer(
+            [_ThreadedSMTP(name="smtp", pool_size=options.concurrency, **settings)]
+        )
+        mailer = FailoverMailer([SMTPDriver(name="smtp", pool_size=options.workers, **settings)])
+
+        def run_async(amailer: AsyncFailoverMailer, batch: list[Message]) -> None:
+            coroutine = amailer.send_many(batch, concurrency=options.concurrency)
+            _check(loop.run_until_complete(coroutine))
+
+        names = {
+            "native": f"async native, concurrency={options.concurrency}",
+            "threaded": f"async in threads, concurrency={options.concurrency}",
+            "sync": f"sync send_many(workers={options.workers})",
+        }
+        variants = {
+            names["native"]: lambda n: run_async(native, messages[:n]),
+            names["threaded"]: lambda n: run_async(threaded, messages[:n]),
+            names["sync"]: lambda n: _check(mailer.send_many(messages[:n],
+                                                             workers=options.workers)),
+        }  # fmt: skip
+        print(f"{block * options.rounds} messages per variant in blocks of {block}, "
+              f"{latency * 1000:.1f} ms before each SMTP reply\n")  # fmt: skip
+        result = compare(variants, block=block, rounds=options.rounds, warmup=1)
+        print(result.table(names["threaded"], unit="ms", scale=1e3))
+        print()
+        for name in variants:
+            print(f"{name:<40} {1 / result.median(name):8.0f} messages/s")
+        for other in ("threaded", "sync"):
+            ratio = 1 / result.ratio(names["native"], names[other])[0]
+            print(f"native / {other}: {ratio:.1f}x")
+        loop.run_until_complete(native.aclose())
+        loop.run_until_complete(threaded.aclose())
+        loop.close()
+        mailer.close()
+    print_load_at_end()
+    return 0
 
 
 if __name__ == "__main__":

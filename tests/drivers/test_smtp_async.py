@@ -805,23 +805,37 @@ def test_a_send_cancelled_while_connecting_leaves_nothing_open(
 
 
 def test_a_send_cancelled_while_streaming_stops_its_worker_thread() -> None:
-    """Cancelled while a large message is being written to a server that stopped reading:
-    the connection is aborted and the generating thread ends (asyncio.run, which waits
-    for the default executor, returns)."""
-    with scripted_server("silent") as (port, _):
+    """Cancelled while a large message is being written to a server that stopped reading
+    (after DATA, with the writer waiting for the buffer to drain): the connection is
+    aborted and the generating thread ends (asyncio.run, which waits for the default
+    executor, returns) without any send left running."""
+    with scripted_server("silent") as (port, commands):
         driver = SMTPDriver(name="relay", host="127.0.0.1", port=port, security="none",
                             timeout=30)  # fmt: skip
+        written: list[int] = []
+        real_put = _smtp_async._put
+
+        async def put(protocol: SMTPProtocol, chunk: bytes, seconds: float) -> None:
+            written.append(len(chunk))
+            await real_put(protocol, chunk, seconds)
 
         async def scenario() -> None:
-            with pytest.raises(asyncio.TimeoutError):
-                await asyncio.wait_for(driver.asend(big_message()), 0.5)
+            task = asyncio.ensure_future(driver.asend(big_message()))
+            for _ in range(2000):  # bounded: until chunks are being written after DATA
+                if b"DATA" in commands and len(written) >= 2:
+                    break
+                await asyncio.sleep(0.01)
+            assert b"DATA" in commands and len(written) >= 2
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            pool = side(driver)._pool
+            assert pool is not None and pool.idle == []
 
         before = threading.active_count()
-        run(driver, scenario)
-    for _ in range(100):  # bounded: the thread stops at its next chunk
-        if threading.active_count() <= before:
-            break
-        threading.Event().wait(0.05)
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(_smtp_async, "_put", put)
+            run(driver, scenario)
     assert threading.active_count() <= before
 
 
