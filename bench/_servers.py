@@ -610,12 +610,13 @@ class StandInServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
         if behaviour == SUCCESS:
             # As a proxy, the request target is the absolute URL: route on its path.
             path = urllib.parse.urlsplit(handler.path).path
-            make = _batch_maker(path)
-            if make is None:
+            batch = _BATCHES.get(path)
+            if batch is None:
                 behaviour = _success(path, number)
                 carried = 1
-            else:  # a batch endpoint: one documented result per message of the array
-                carried = len(json.loads(body))
+            else:  # a batch endpoint: one documented result per message it carried
+                count, make = batch
+                carried = count(json.loads(body))
                 behaviour = make(carried, number)
             with self._lock:
                 self.messages += carried
@@ -645,7 +646,7 @@ class StandInServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
     def _read_body(self, handler: _Handler) -> bytes:
         length = int(handler.headers.get("Content-Length") or 0)
         path = urllib.parse.urlsplit(handler.path).path
-        if self.record or self.id_pattern is not None or _batch_maker(path) is not None:
+        if self.record or self.id_pattern is not None or path in _BATCHES:
             body = handler.rfile.read(length)
             with self._lock:
                 self.bytes_received += len(body)
@@ -694,11 +695,26 @@ def _resend_batch(count: int, number: int) -> Answer:
     return Answer(200, {"data": [{"id": f"49a3999c-{number:08d}-{i:04d}"} for i in range(count)]})
 
 
-_BATCHES = {"/email/batch": _postmark_batch, "/emails/batch": _resend_batch}
+def _mailjet_batch(count: int, number: int) -> Answer:
+    """``POST /v3.1/send``: 200 and one ``success`` entry per message of ``Messages``, in
+    order (a single message gets the provider table's answer)."""
+    if count == 1:
+        return PROVIDERS["mailjet"].success(number)
+    return Answer(200, {"Messages": [
+        {"Status": "success", "CustomID": "", "Errors": [], "Cc": [], "Bcc": [],
+         "To": [{"Email": "rcpt@example.com", "MessageUUID": f"mj-{number:08d}-{i:04d}",
+                 "MessageID": 1152921500000000000 + number * 100 + i,
+                 "MessageHref": "https://api.mailjet.com/v3/REST/message/1"}]}
+        for i in range(count)
+    ]})  # fmt: skip
 
 
-def _batch_maker(path: str) -> Any:
-    return _BATCHES.get(path)
+#: Batch paths: how many messages a request body carries, and the answer for that many.
+_BATCHES: dict[str, tuple[Callable[[Any], int], Callable[[int, int], Answer]]] = {
+    "/email/batch": (len, _postmark_batch),
+    "/emails/batch": (len, _resend_batch),
+    "/v3.1/send": (lambda body: len(body["Messages"]), _mailjet_batch),
+}
 
 
 def _reset(handler: _Handler) -> None:

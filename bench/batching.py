@@ -1,8 +1,9 @@
 """Batch endpoints in send_many vs one request per message.
 
-For Postmark (``POST /email/batch``, up to 500) and Resend (``POST /emails/batch``, up to
-100), a local stand-in in its own process answers each provider's documented success, a
-batch with one result per message. Variants, timed in interleaved blocks of distinct
+For Postmark (``POST /email/batch``, up to 500), Resend (``POST /emails/batch``, up to
+100) and Mailjet (``POST /v3.1/send`` with up to 50 ``Messages``), a local stand-in in its
+own process answers each provider's documented success, a batch with one result per
+message. Variants, timed in interleaved blocks of distinct
 messages (see _timing.py):
 
   one per message   FailoverMailer([driver with batch_size: 1]).send_many(block)
@@ -13,7 +14,7 @@ stand-in received and the messages they carried.
 
 Target: at least 20x fewer requests and at least 10x the throughput.
 
-    python bench/batching.py [--drivers postmark,resend] [--rounds 10] [--block 1000]
+    python bench/batching.py [--drivers postmark,resend,mailjet] [--rounds 10] [--block 1000]
 """
 
 from __future__ import annotations
@@ -31,12 +32,14 @@ from _servers import spawn, stats
 from _timing import compare, print_load_at_end, print_machine, quiet_library_logs
 
 from mailfailover import FailoverMailer, Message, SendResult
+from mailfailover.drivers.mailjet import MailjetDriver
 from mailfailover.drivers.postmark import PostmarkDriver
 from mailfailover.drivers.resend import ResendDriver
 
 DRIVERS: dict[str, tuple[type[Any], dict[str, str]]] = {
     "postmark": (PostmarkDriver, {"server_token": "bench-token"}),
     "resend": (ResendDriver, {"api_key": "re_bench_key"}),
+    "mailjet": (MailjetDriver, {"api_key": "bench-public", "secret_key": "bench-secret"}),
 }
 _numbers = itertools.count()
 
@@ -66,7 +69,7 @@ def send_all(send: FailoverMailer, n: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--drivers", default="postmark,resend")
+    parser.add_argument("--drivers", default="postmark,resend,mailjet")
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--block", type=int, default=1000)
     parser.add_argument("--count", type=int, default=10_000, help="messages in the counted run")

@@ -366,3 +366,17 @@ def test_a_provider_without_a_faithful_batch_shape_sends_one_request_per_message
 def test_each_batching_driver_documents_batch_size(name: str, maximum: int) -> None:
     page = (DOCS / f"{name}.md").read_text("utf-8")
     assert f"| `batch_size` | `{maximum}` |" in page
+
+
+@responses.activate
+def test_mailjet_an_entry_without_an_id_is_that_messages_bad_response_with_its_text() -> None:
+    """Each entry is read as a single send's answer, so an entry that is not one is that
+    message's ``bad_response`` (kept in the error, as a single send's body would be)."""
+    entry = {**ok(0), "To": [{"Email": "r0@example.com", "MessageUUID": "", "MessageID": 0}]}
+    responses.post(URL, json={"Messages": [entry, ok(1)]})
+    broken, sent = mailjet().send_batch(messages(2))
+    assert not isinstance(sent, Exception) and sent.message_id == "uuid-1"
+    assert isinstance(broken, ProviderUnavailable)
+    assert (broken.reason, broken.ambiguous) == ("bad_response", False)
+    assert isinstance(broken.response, str)
+    assert json.loads(broken.response) == {"Messages": [entry]}

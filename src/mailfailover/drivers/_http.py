@@ -37,6 +37,7 @@ from ..message import Message
 from ._wire import (
     B64,
     MAX_RETRY_AFTER,
+    Headers,
     HttpRequest,
     HttpResponse,
     encode_json,
@@ -328,7 +329,8 @@ class HttpDriver(Driver):
         send (200 for a success; for an error ``status``, by default 422): the same parsing,
         the same error table."""
         status = (status or 422) if failed else 200
-        response = HttpResponse(status, {"Content-Type": "application/json"}, encode_json(item))
+        response = HttpResponse(status, _JSON_CONTENT)
+        response._json = item  # already parsed: a round trip through bytes would cost CPU
         try:
             return self.read_answer(response, message)
         except DeliveryError as exc:
@@ -453,7 +455,7 @@ class HttpDriver(Driver):
             reason="bad_response",
             driver=self.name,
             status=response.status,
-            response=response.text[:200],
+            response=(_json_text(response.json) if _parsed_only(response) else response.text)[:200],
         )
 
     def json_object(self, response: HttpResponse) -> Mapping[str, Any]:
@@ -485,5 +487,13 @@ class HttpDriver(Driver):
             await self._async_transport.aclose()
 
 
+_JSON_CONTENT = Headers({"Content-Type": "application/json"})
+
+
 def _json_text(body: Any) -> str:
     return json.dumps(body)[:500]
+
+
+def _parsed_only(response: HttpResponse) -> bool:
+    """A part of a batch answer (:meth:`HttpDriver.item_answer`): parsed JSON, no bytes."""
+    return not response.content and response.json is not None
