@@ -1028,6 +1028,27 @@ def test_aiosmtplib_internals_we_rely_on(smtp_server: LoopbackController) -> Non
     asyncio.run(scenario())
 
 
+@pytest.mark.parametrize("megabytes", [0, 2], ids=["in-memory", "streamed"])
+def test_the_final_reply_is_awaited_before_the_loop_can_deliver_it(
+    smtp_server: LoopbackController, monkeypatch: pytest.MonkeyPatch, megabytes: int
+) -> None:
+    """A reply the loop delivers at its very next turn after the end-of-data mark is
+    written (call_soon: the earliest a real socket could) is the one read: the read was
+    armed without an await in between (an unarmed protocol drops it, and the send would
+    read the server's own reply, Q00001, instead)."""
+    real_write = SMTPProtocol.write
+
+    def write(self: SMTPProtocol, data: bytes) -> None:
+        real_write(self, data)
+        if data.endswith(b"\r\n.\r\n"):
+            self._loop.call_soon(self.data_received, b"250 2.0.0 Ok: queued as EARLY1\r\n")
+
+    monkeypatch.setattr(SMTPProtocol, "write", write)
+    message = big_message(megabytes) if megabytes else simple_message()
+    [receipt] = asend(plain_driver(smtp_server, pool_size=0, timeout=10), message)
+    assert receipt.message_id == "EARLY1"
+
+
 # -- the mailer -------------------------------------------------------------------------------
 
 
@@ -1049,6 +1070,19 @@ def test_async_mailer_fails_over_from_smtp_to_memory(smtp_server: LoopbackContro
     assert asyncio.run(scenario()) == ["backup", "relay"]
     assert len(backup.outbox) == 1
     assert len(smtp_server.handler.messages) == 1
+
+
+def test_asend_is_native_not_send_in_a_thread(
+    smtp_server: LoopbackController, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """asend never calls the blocking send (Driver.asend's default would, in a thread)."""
+
+    def blocking(self: SMTPDriver, message: Message) -> Receipt:
+        raise AssertionError("the blocking send was used")
+
+    monkeypatch.setattr(SMTPDriver, "send", blocking)
+    [receipt] = asend(plain_driver(smtp_server), simple_message())
+    assert receipt.message_id == "Q00001"
 
 
 def test_async_mailer_stops_at_a_rejection(smtp_server: LoopbackController) -> None:
