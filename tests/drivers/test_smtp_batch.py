@@ -9,7 +9,9 @@ end of data, the bytes the client had already sent and it had not yet read: a pi
 client has sent the whole group by then; a lock-step one has sent nothing more.
 
 Sections: what arrives, pipelining on the wire, per-message refusals, a connection that
-ends mid-batch, the pool, through ``send_many``.
+ends mid-batch, the pool, through ``send_many``, settings and edge cases (the last test
+drives a write that fails midway on a real socket pair whose peer does not read: no SMTP
+server makes that happen on cue).
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ import asyncio
 import email
 import email.policy
 import re
+import smtplib
+import socket
 import ssl
 import threading
 from collections.abc import Callable, Iterator
@@ -27,8 +31,10 @@ import pytest
 
 from mailfailover import FailoverMailer, SendResult
 from mailfailover.driver import Receipt, deadline_scope
-from mailfailover.drivers.smtp import SMTPDriver
+from mailfailover.drivers._smtp_batch import _Session
+from mailfailover.drivers.smtp import SMTPDriver, _Connection
 from mailfailover.errors import (
+    ConfigError,
     MessageRejected,
     ProviderUnavailable,
     UnsupportedFeature,
@@ -532,3 +538,67 @@ def test_send_many_with_batch_size_1_sends_one_by_one_as_before(
     if mode == "pipelining":  # each MAIL FROM waited for nothing more: the group wait ran out
         assert all(b"DATA" not in buffered for buffered in wire.at_mail)
     assert wire.at_end_of_data == [b"", b"", b"", b""]
+
+
+# -- settings, nothing to send, nothing listening ---------------------------------------------
+
+
+def test_batch_size_is_a_bounded_setting() -> None:
+    """Default 25; 0 and absurd sizes are configuration errors, not silent clamps."""
+    assert SMTPDriver(name="x", host="mail.example.com").batch_size == 25
+    for bad in (0, 10_001):
+        with pytest.raises(ConfigError, match="batch_size"):
+            SMTPDriver(name="x", host="mail.example.com", batch_size=bad)
+
+
+def test_a_batch_the_driver_refuses_whole_opens_no_connection(server: LoopbackController) -> None:
+    """Messages refused before any I/O (tags with tags_and_metadata: refuse) get their own
+    UnsupportedFeature and no connection is opened."""
+    with relay(server, tags_and_metadata="refuse") as driver:
+        out = driver.send_batch([simple_message(tags=["a"]), simple_message(metadata={"k": "v"})])
+    assert [type(e) for e in out] == [UnsupportedFeature, UnsupportedFeature]
+    assert server.handler.connections == 0
+
+
+def test_nothing_listening_fails_each_message_over_unambiguously(closed_port: int) -> None:
+    """No server: each message gets its own unambiguous connection error (nothing was sent)."""
+    with SMTPDriver(name="down", host="127.0.0.1", port=closed_port, security="none") as driver:
+        out = driver.send_batch(numbered(3))
+    assert len({id(e) for e in out}) == 3
+    for error in out:
+        assert isinstance(error, ProviderUnavailable)
+        assert (error.reason, error.ambiguous, error.driver) == ("connection", False, "down")
+
+
+@pytest.mark.parametrize(("end_mark_at", "ambiguous"), [(100, True), (10**8, False)])
+def test_a_write_that_fails_midway_is_ambiguous_only_past_the_end_mark(
+    end_mark_at: int, ambiguous: bool
+) -> None:
+    """The bytes the kernel took decide: a message whose end-of-data mark was taken before a
+    write timed out is ambiguous, one whose mark was not is not; the message after it
+    (its envelope in the same write) never is. A real socket whose peer does not read."""
+    ours, peer = socket.socketpair()
+    ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    smtp = smtplib.SMTP()
+    smtp.sock = ours
+    driver = SMTPDriver(name="relay", host="127.0.0.1", port=2525, security="none", timeout=0.2)
+    connection = _Connection(smtp)
+    out: list[Receipt | Exception | None] = [None, None]
+    session = _Session(driver, connection, numbered(2), out, [0, 1])
+    try:
+        carried, current = session._prepare(0), session._prepare(1)
+        assert carried is not None and current is not None
+        session.carry, session.current = carried, current
+        session.outbox.add(b"x" * 100)  # the carried message's content and end mark
+        carried.end_at = end_mark_at
+        with pytest.raises(OSError) as caught:
+            session.outbox.add(b"y" * 4_000_000)  # the next group, more than the socket takes
+        assert 100 < session.outbox.sent < 4_000_100
+        session._lost(caught.value)
+    finally:
+        ours.close()
+        peer.close()
+    first, second = out
+    assert isinstance(first, ProviderUnavailable) and isinstance(second, ProviderUnavailable)
+    assert (first.reason, first.ambiguous) == ("timeout", ambiguous)
+    assert (second.reason, second.ambiguous) == ("timeout", False)
