@@ -27,6 +27,7 @@ from mailfailover import (
     MailError,
     MemoryDriver,
     MessageRejected,
+    MissingDependency,
     ProviderUnavailable,
     Receipt,
     SendResult,
@@ -298,3 +299,28 @@ def test_from_config_health_hooks_and_aclose(caplog: pytest.LogCaptureFixture) -
 
     asyncio.run(scenario())
     assert seen == ["unavailable", "sent", "SendResult"]
+
+
+@pytest.mark.parametrize(
+    ("kind", "settings", "module"),
+    [
+        ("postmark", {"server_token": "pm-token"}, "aiohttp"),
+        ("smtp", {"host": "127.0.0.1", "port": 2525, "security": "none"}, "aiosmtplib"),
+    ],
+)
+def test_a_missing_async_transport_is_a_setup_error(
+    kind: str, settings: dict[str, Any], module: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without its native transport a driver could only fail every send; building the async
+    mailer says so instead, naming the extra (and the sync mailer does not care)."""
+    config = {"drivers": [{"name": "primary", "driver": kind, "settings": settings}]}
+    monkeypatch.setitem(sys.modules, module, None)  # makes `import module` raise ImportError
+    sync_mailer = FailoverMailer.from_config(config)  # needs no async transport
+    with sync_mailer, pytest.raises(MissingDependency) as caught:
+        AsyncFailoverMailer.wrapping(sync_mailer)
+    assert 'pip install "mailfailover[async]"' in str(caught.value)
+    assert "primary" in str(caught.value)
+    with pytest.raises(MissingDependency):
+        AsyncFailoverMailer.from_config(config)
+    monkeypatch.undo()
+    asyncio.run(AsyncFailoverMailer.from_config(config).aclose())  # installed: builds

@@ -35,7 +35,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from ._failover import arun
-from .driver import Driver
+from .driver import Driver, require
 from .errors import AllProvidersFailed, MailError, MessageRejected
 from .health import DriverHealth
 from .mailer import FailoverMailer
@@ -78,6 +78,7 @@ class AsyncFailoverMailer:
         on_event: Callable[[DeliveryEvent], object] | None = None,
         policies: Mapping[str, DriverPolicy] | None = None,
     ) -> None:
+        _check_async_requirements(drivers)
         self._mailer = FailoverMailer(
             drivers,
             strategy=strategy,
@@ -105,7 +106,12 @@ class AsyncFailoverMailer:
     @classmethod
     def wrapping(cls, mailer: FailoverMailer) -> AsyncFailoverMailer:
         """An async face on ``mailer``: the same drivers, breaker and hooks (closing either
-        closes both)."""
+        closes both).
+
+        Raises :class:`~mailfailover.errors.MissingDependency` when a driver's native async
+        transport is not installed (``pip install "mailfailover[async]"``).
+        """
+        _check_async_requirements(mailer.drivers)
         wrapper = cls.__new__(cls)
         wrapper._mailer = mailer
         return wrapper
@@ -226,3 +232,11 @@ class AsyncFailoverMailer:
     def __repr__(self) -> str:
         names = ", ".join(repr(d.name) for d in self.drivers)
         return f"<AsyncFailoverMailer strategy={self._mailer.strategy!r} drivers=[{names}]>"
+
+
+def _check_async_requirements(drivers: Sequence[Driver]) -> None:
+    """Each driver's :attr:`~mailfailover.driver.Driver.async_requires`, imported now: a
+    missing transport is a setup error, not a failure of every send."""
+    for driver in drivers:
+        for module, extra in driver.async_requires:
+            require(module, extra, driver=driver.name)

@@ -340,6 +340,10 @@ class Driver:
     #: Optional dependencies as ``(module, extra)``: a missing one makes building the
     #: driver raise :class:`MissingDependency` naming ``pip install "mailfailover[extra]"``.
     requires: ClassVar[tuple[tuple[str, str], ...]] = ()
+    #: The same for :meth:`asend`'s native transport: checked when an
+    #: :class:`~mailfailover.aio.AsyncFailoverMailer` is built with this driver, so a
+    #: missing one is a setup error then, not a failure of every send later.
+    async_requires: ClassVar[tuple[tuple[str, str], ...]] = ()
     #: The provider's tracking webhooks (:mod:`mailfailover.webhooks`); their settings are
     #: added to ``settings_spec`` by ``__init_subclass__``. ``None``: no webhooks.
     webhooks: ClassVar[Webhooks | None] = None

@@ -97,6 +97,7 @@ class HttpDriver(Driver):
     """
 
     settings_spec: ClassVar[Mapping[str, Setting]] = HTTP_SETTINGS
+    async_requires: ClassVar[tuple[tuple[str, str], ...]] = (("aiohttp", "async"),)
     default_base_url: ClassVar[str] = ""
     regional_base_urls: ClassVar[Mapping[str, str]] = {}
     #: Where the provider's message id is in its JSON answer (keys from the top), for the

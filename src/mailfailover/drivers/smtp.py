@@ -235,6 +235,7 @@ def _fqdn() -> str:
 class SMTPDriver(Driver):
     """Sends through an SMTP server, reusing connections from a small thread-safe pool."""
 
+    async_requires: ClassVar[tuple[tuple[str, str], ...]] = (("aiosmtplib", "async"),)
     settings_spec: ClassVar[Mapping[str, Setting]] = {
         "host": Setting(help="the SMTP server's host name or address"),
         "port": Setting(None, int, help="default 587 for starttls, 465 for ssl, 25 for none"),
