@@ -22,7 +22,7 @@ from mailfailover import (
     ProviderUnavailable,
     SendResult,
 )
-from mailfailover.drivers._http import HttpDriver, encode_json
+from mailfailover.drivers._http import HttpDriver, HttpResponse, encode_json
 from mailfailover.drivers.brevo import BrevoDriver
 from mailfailover.drivers.mailgun import MailgunDriver
 from mailfailover.drivers.mailjet import MailjetDriver
@@ -380,3 +380,27 @@ def test_mailjet_an_entry_without_an_id_is_that_messages_bad_response_with_its_t
     assert (broken.reason, broken.ambiguous) == ("bad_response", False)
     assert isinstance(broken.response, str)
     assert json.loads(broken.response) == {"Messages": [entry]}
+
+
+def test_the_batch_exchange_is_sans_io() -> None:
+    """``batch_exchange`` yields the requests to make and is sent their answers (or the
+    exception a post raised): the same reading drives any transport."""
+    driver = mailjet()
+    items = messages(3)
+    exchange = driver.batch_exchange(items)
+    batch = next(exchange)
+    assert (batch.path, batch.auth) == ("/v3.1/send", (KEY, SECRET))
+    assert [m["CustomID"] for m in batch.json["Messages"]] == [m.message_id for m in items]
+    glob = {"ErrorIdentifier": "x", "ErrorCode": "mj-0008", "StatusCode": 400,
+            "ErrorMessage": "Messages: too many elements"}  # fmt: skip
+    answer = HttpResponse(400, {"Content-Type": "application/json"}, encode_json(glob))
+    alone = [exchange.send(answer)]  # refused whole: the first message alone
+    alone.append(exchange.send(HttpResponse(200, {}, encode_json({"Messages": [ok(0)]}))))
+    alone.append(exchange.send(requests.exceptions.ConnectionError("refused")))
+    assert [len(r.json["Messages"]) for r in alone] == [1, 1, 1]
+    with pytest.raises(StopIteration) as done:
+        exchange.send(HttpResponse(200, {}, encode_json({"Messages": [ok(2)]})))
+    first, second, third = done.value.value
+    assert not isinstance(first, Exception) and first.message_id == "uuid-0"
+    assert isinstance(second, requests.exceptions.ConnectionError)  # a post's own exception
+    assert not isinstance(third, Exception) and third.message_id == "uuid-2"

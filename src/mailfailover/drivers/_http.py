@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Generator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, NoReturn
 
 from ..driver import (
@@ -84,6 +84,8 @@ def batch_size_setting(maximum: int, endpoint: str) -> Setting:
 #: other value a :class:`ProviderUnavailable` with that ``reason``.
 Outcome = Literal["rejected", "auth", "account", "rate_limited", "server_error", "timeout"]
 _WAITS: frozenset[str] = frozenset({"rate_limited", "server_error", "timeout"})
+#: The headers of each item of a batch answer read as a single answer (read-only, shared).
+_JSON_HEADERS = Headers({"Content-Type": "application/json"})
 
 
 class HttpDriver(Driver):
@@ -243,53 +245,87 @@ class HttpDriver(Driver):
         cannot be read) becomes each carried message's own copy of that error, ambiguity
         included, except a refusal of a request that sent nothing
         (:attr:`rejected_batch_sent_nothing`): each of its messages is then sent alone.
+        The sans-I/O part is :meth:`batch_exchange`.
         """
+        exchange = self.batch_exchange(messages)
+        try:
+            request = next(exchange)
+            while True:
+                answer: HttpResponse | Exception
+                try:
+                    answer = self.post(request)
+                except Exception as exc:
+                    answer = exc
+                request = exchange.send(answer)
+        except StopIteration as done:
+            result: list[Receipt | Exception] = done.value
+            return result
+        finally:
+            exchange.close()
+
+    def batch_exchange(
+        self, messages: Sequence[Message]
+    ) -> Generator[HttpRequest, HttpResponse | Exception, list[Receipt | Exception]]:
+        """:meth:`send_batch` without I/O: yields each request to make (a batch, or a
+        message alone), is sent back the answer or the exception posting it raised, and
+        returns each message's receipt or error, in order."""
         out: list[Receipt | Exception | None] = [None] * len(messages)
         carried: list[int] = []
         requests: list[HttpRequest] = []
+        batching = self.batch_size > 1
         for index, message in enumerate(messages):
             try:
                 request = self.prepare(message)
             except Exception as exc:
                 out[index] = exc
                 continue
-            if self.batch_size > 1 and self.batchable(message):
+            if batching and self.batchable(message):
                 carried.append(index)
                 requests.append(request)
             else:
-                out[index] = self._send_one(request, message)
+                out[index] = self._read_one((yield request), message)
         request_of = dict(zip(carried, requests, strict=True))
         for part in self._parts(carried, messages):
             group = [messages[index] for index in part]
             singles = [request_of[index] for index in part]
+            answers: list[Receipt | Exception]
             if len(part) == 1:
-                answers = [self._send_one(singles[0], group[0])]
+                answers = [self._read_one((yield singles[0]), group[0])]
             else:
-                answers = self._send_part(singles, group)
+                answers = yield from self._exchange_part(singles, group)
             for index, answer in zip(part, answers, strict=True):
                 out[index] = answer
         done = [answer for answer in out if answer is not None]
         assert len(done) == len(messages)  # every message got its answer
         return done
 
-    def _send_part(
+    def _exchange_part(
         self, requests: Sequence[HttpRequest], messages: Sequence[Message]
-    ) -> list[Receipt | Exception]:
+    ) -> Generator[HttpRequest, HttpResponse | Exception, list[Receipt | Exception]]:
         """One batch request for ``messages`` (built from their single ``requests``)."""
-        answers: list[Receipt | Exception]
         try:
-            response = self.post(self.batch_request(requests))
-            if not self.batch_answer(response):
-                error = self.error_for(response)
-                if isinstance(error, MessageRejected) and self.rejected_batch_sent_nothing:
-                    return [self._send_one(r, m) for r, m in zip(requests, messages, strict=True)]
-                raise error
-            answers = list(self.read_batch(response, messages))
-            if len(answers) != len(messages):
-                raise self.bad_batch(f"{len(answers)} results for {len(messages)} messages")
+            batch = self.batch_request(requests)
         except Exception as exc:
-            answers = [exc, *(copy.copy(exc) for _ in messages[1:])]
-        return answers
+            return _copies(exc, len(messages))
+        response = yield batch
+        if isinstance(response, Exception):
+            return _copies(response, len(messages))
+        try:
+            if self.batch_answer(response):
+                answers: list[Receipt | Exception] = list(self.read_batch(response, messages))
+                if len(answers) != len(messages):
+                    raise self.bad_batch(f"{len(answers)} results for {len(messages)} messages")
+                return answers
+            error = self.error_for(response)
+        except Exception as exc:
+            return _copies(exc, len(messages))
+        if not (isinstance(error, MessageRejected) and self.rejected_batch_sent_nothing):
+            return _copies(error, len(messages))
+        # Refused as a whole, and the provider sent none of it: each alone, for its verdict.
+        alone: list[Receipt | Exception] = []
+        for request, message in zip(requests, messages, strict=True):
+            alone.append(self._read_one((yield request), message))
+        return alone
 
     def _parts(self, carried: list[int], messages: Sequence[Message]) -> list[list[int]]:
         """``carried`` cut into requests of at most ``batch_size`` messages and, when the
@@ -309,9 +345,12 @@ class HttpDriver(Driver):
             size += weight
         return parts
 
-    def _send_one(self, request: HttpRequest, message: Message) -> Receipt | Exception:
+    def _read_one(self, answer: HttpResponse | Exception, message: Message) -> Receipt | Exception:
+        """A message sent alone: its receipt, or the error of its answer or of its post."""
+        if isinstance(answer, Exception):
+            return answer
         try:
-            return self.read_answer(self.post(request), message)
+            return self.read_answer(answer, message)
         except Exception as exc:
             return exc
 
@@ -328,10 +367,10 @@ class HttpDriver(Driver):
     ) -> Receipt | DeliveryError:
         """One message's part of a batch answer, read as the provider's answer to a single
         send (200 for a success; for an error ``status``, by default 422): the same parsing,
-        the same error table."""
+        the same error table. ``item`` is handed over as the answer's parsed JSON (no
+        encoding and parsing back)."""
         status = (status or 422) if failed else 200
-        response = HttpResponse(status, _JSON_CONTENT)
-        response._json = item  # already parsed: a round trip through bytes would cost CPU
+        response = HttpResponse.of_json(status, item, _JSON_HEADERS)
         try:
             return self.read_answer(response, message)
         except DeliveryError as exc:
@@ -456,7 +495,7 @@ class HttpDriver(Driver):
             reason="bad_response",
             driver=self.name,
             status=response.status,
-            response=(_json_text(response.json) if _parsed_only(response) else response.text)[:200],
+            response=response.text[:200],
         )
 
     def json_object(self, response: HttpResponse) -> Mapping[str, Any]:
@@ -488,13 +527,10 @@ class HttpDriver(Driver):
             await self._async_transport.aclose()
 
 
-_JSON_CONTENT = Headers({"Content-Type": "application/json"})
-
-
 def _json_text(body: Any) -> str:
     return json.dumps(body)[:500]
 
 
-def _parsed_only(response: HttpResponse) -> bool:
-    """A part of a batch answer (:meth:`HttpDriver.item_answer`): parsed JSON, no bytes."""
-    return not response.content and response.json is not None
+def _copies(error: Exception, count: int) -> list[Receipt | Exception]:
+    """``error`` for each of ``count`` messages: each its own copy (its own attempts)."""
+    return [error, *(copy.copy(error) for _ in range(count - 1))]

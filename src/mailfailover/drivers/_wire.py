@@ -133,7 +133,7 @@ class HttpResponse:
     JSON).
     """
 
-    __slots__ = ("_json", "content", "headers", "reason", "status")
+    __slots__ = ("_content", "_json", "headers", "reason", "status")
 
     def __init__(
         self,
@@ -144,9 +144,28 @@ class HttpResponse:
     ) -> None:
         self.status = status
         self.headers = headers if isinstance(headers, Headers) else Headers(headers)
-        self.content = content
+        self._content: bytes | None = content
         self.reason = reason
         self._json: Any = _UNPARSED
+
+    @classmethod
+    def of_json(cls, status: int, value: Any, headers: Headers) -> HttpResponse:
+        """An answer whose body is ``value``, already parsed (one item of a batch answer):
+        :attr:`json` is ``value`` itself and :attr:`content` its UTF-8 JSON, encoded only if
+        something reads it. The same answer as ``HttpResponse(status, headers,
+        encode_json(value))`` for any ``value`` that came from ``json.loads``, without the
+        encoding and the parsing back."""
+        response = cls(status, headers)
+        response._content = None
+        response._json = value
+        return response
+
+    @property
+    def content(self) -> bytes:
+        """The body's bytes."""
+        if self._content is None:
+            self._content = encode_json(self._json)
+        return self._content
 
     @property
     def text(self) -> str:
