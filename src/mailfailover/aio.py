@@ -34,8 +34,9 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from ._batched import BatchedSends, Job, acarry
 from ._failover import arun
-from .driver import Driver, require
+from .driver import Driver, Receipt, require
 from .errors import AllProvidersFailed, MailError, MessageRejected
 from .health import DriverHealth
 from .mailer import FailoverMailer
@@ -185,6 +186,8 @@ class AsyncFailoverMailer:
         if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
             raise ValueError("concurrency must be a whole number, at least 1")
         items = list(messages)
+        if len(items) > 1 and any(d.batch_size > 1 for d in self._mailer._chain_drivers()):
+            return await self._send_batched(items, concurrency)
         results: list[SendResult | MailError | None] = [None] * len(items)
         queue = iter(enumerate(items))
 
@@ -205,6 +208,28 @@ class AsyncFailoverMailer:
             raise
         assert all(result is not None for result in results)
         return results  # type: ignore[return-value]
+
+    async def _send_batched(
+        self, items: list[Any], concurrency: int
+    ) -> list[SendResult | MailError]:
+        """``send_many`` through batch endpoints (:mod:`._batched`, the scheduling the
+        threaded mailer uses): each round's requests, at most ``concurrency`` at a time."""
+        sends = BatchedSends(self._mailer, items)
+        slots = asyncio.Semaphore(concurrency)
+
+        async def limited(job: Job) -> list[Receipt | Exception]:
+            async with slots:
+                return await acarry(job)
+
+        try:
+            while sends.pending:
+                jobs = sends.jobs()
+                done = await asyncio.gather(*(limited(job) for job in jobs))
+                for job, outcomes in zip(jobs, done, strict=True):
+                    sends.answer(job, outcomes)
+        finally:
+            results = sends.finish()
+        return results
 
     # -- lifetime -----------------------------------------------------------------------
 

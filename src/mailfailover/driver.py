@@ -419,6 +419,23 @@ class Driver:
                 out.append(exc)
         return out
 
+    async def asend_batch(self, messages: Sequence[Message]) -> list[Receipt | Exception]:
+        """:meth:`send_batch` for an event loop; what
+        :meth:`~mailfailover.aio.AsyncFailoverMailer.send_many` calls for a batch.
+
+        The default awaits :meth:`asend` for each message in turn (one after the other, as
+        the default :meth:`send_batch` sends: a batch is one request's worth of work, and
+        ``send_many``'s ``concurrency`` bounds how many batches run at once). HTTP drivers
+        with a batch endpoint send the batch request natively.
+        """
+        out: list[Receipt | Exception] = []
+        for message in messages:
+            try:
+                out.append(await self.asend(message))
+            except Exception as exc:
+                out.append(exc)
+        return out
+
     def close(self) -> None:
         """Release connections; safe to call more than once."""
 

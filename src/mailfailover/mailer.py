@@ -20,7 +20,6 @@ Health is shared through the mailer's state store (``state=``; see
 
 from __future__ import annotations
 
-import copy
 import functools
 import hashlib
 import logging
@@ -34,9 +33,10 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from ._failover import Answer, Steps, Try, answer_from, delivered, failover, run
+from ._batched import BatchedSends, carry
+from ._failover import Steps, failover, run
 from ._feedback import Feedback
-from .driver import Driver, deadline_scope
+from .driver import Driver
 from .errors import (
     AllProvidersFailed,
     InvalidMessage,
@@ -452,7 +452,7 @@ class FailoverMailer:
         items = list(messages)
         if workers < 1:
             raise ValueError("workers must be at least 1")
-        if len(items) > 1 and any(slot.driver.batch_size > 1 for slot in self._chain.slots):
+        if len(items) > 1 and any(d.batch_size > 1 for d in self._chain_drivers()):
             return self._send_batched(items, workers)
         if workers == 1 or len(items) <= 1:
             return [self._send_or_error(message) for message in items]
@@ -460,108 +460,23 @@ class FailoverMailer:
             return list(pool.map(self._send_or_error, items))
 
     def _send_batched(self, items: list[Any], workers: int) -> list[SendResult | MailError]:
-        """``send_many`` through batch endpoints, with each message's own failover.
-
-        Every message runs its own failover generator; each round, the messages whose next
-        step is the same batching driver go to it in batches of its ``batch_size`` (the
-        others one by one), up to ``workers`` requests at a time, and each message's answer
-        goes back to its own generator: its own attempts, its own result or error.
-        """
-        results: list[SendResult | MailError | None] = [None] * len(items)
-        suppressed: dict[int, Any] = {}
-        running: dict[int, Steps] = {}
-        pending: dict[int, Try] = {}
-        if self._closed:
-            raise RuntimeError("this mailer is closed")
-        with self._lock:
-            chain = self._chain
-            chain.users += 1
-            base = list(chain.slots)
-            strategy, deadline = self.strategy, self.deadline
-
-        def settle(index: int, answer: Answer | None) -> None:
-            steps = running[index]
-            try:
-                step = next(steps) if answer is None else steps.send(answer)
-            except StopIteration as done:
-                result: SendResult = done.value
-                if suppressed.get(index):
-                    result = attrs.evolve(result, suppressed=suppressed[index])
-                self._notify(items[index], result)
-                results[index] = result
-            except (MessageRejected, AllProvidersFailed) as exc:
-                self._notify(items[index], exc)
-                results[index] = exc
-            else:
-                pending[index] = step
-                return
-            del running[index]
-            pending.pop(index, None)
-
+        """``send_many`` through batch endpoints, with each message's own failover
+        (:mod:`._batched`): each round's requests, up to ``workers`` at a time."""
+        sends = BatchedSends(self, items)
         try:
-            for index, message in enumerate(items):
-                if not isinstance(message, Message):
-                    results[index] = InvalidMessage(
-                        "send_many() takes mailfailover.Message objects", field=None
-                    )
-                    continue
-                try:
-                    items[index], suppressed[index] = self._feedback.filter(message)
-                except MessageSuppressed as exc:
-                    self._notify(message, exc)
-                    results[index] = exc
-                    continue
-                slots = base
-                if strategy == "round_robin":
-                    start = self._board.next_position() % len(base)
-                    slots = base[start:] + base[:start]
-                running[index] = failover(
-                    items[index], [slot.driver for slot in slots], self._board,
-                    deadline=deadline, clock=self._clock,
-                    record=functools.partial(self._record, items[index]), policies=self.policies,
-                )  # fmt: skip
-                settle(index, None)
+            carrying = functools.partial(carry, sleep=self._sleep)
             with ThreadPoolExecutor(max_workers=workers) as pool:
-                while pending:
-                    jobs = _batches(pending)
-                    done = pool.map(lambda job: self._carry(job, pending, items), jobs)
-                    for answers in list(done):
-                        for index, answer in answers:
-                            settle(index, answer)
+                while sends.pending:
+                    jobs = sends.jobs()
+                    for job, outcomes in zip(jobs, list(pool.map(carrying, jobs)), strict=True):
+                        sends.answer(job, outcomes)
         finally:
-            for steps in running.values():
-                steps.close()
-            self._release_chain(chain)
-        return [r if r is not None else AllProvidersFailed(()) for r in results]
+            results = sends.finish()
+        return results
 
-    def _carry(
-        self, job: list[int], pending: Mapping[int, Try], items: Sequence[Message]
-    ) -> list[tuple[int, Answer]]:
-        """Make one request: one message's step, or a batch of steps to one driver."""
-        first = pending[job[0]]
-        driver = first.driver
-        if len(job) == 1:
-            if first.delay > 0:
-                self._sleep(first.delay)
-            try:
-                with deadline_scope(first.budget):
-                    receipt = driver.send(items[job[0]])
-            except Exception as exc:
-                return [(job[0], answer_from(driver.name, exc))]
-            return [(job[0], delivered(receipt))]
-        budgets = [b for b in (pending[i].budget for i in job) if b is not None]
-        messages = [items[i] for i in job]
-        try:
-            with deadline_scope(min(budgets) if budgets else None):
-                outcomes = driver.send_batch(messages)
-            if len(outcomes) != len(job):
-                raise RuntimeError("send_batch gave a wrong number of results")
-        except Exception as exc:  # a driver bug: each message fails over on its own
-            outcomes = [exc, *(copy.copy(exc) for _ in job[1:])]
-        return [
-            (index, answer_from(driver.name, out) if isinstance(out, Exception) else delivered(out))
-            for index, out in zip(job, outcomes, strict=True)
-        ]
+    def _chain_drivers(self) -> list[Driver]:
+        """The drivers of the current chain (a reload may replace it at any time)."""
+        return [slot.driver for slot in self._chain.slots]
 
     def _send_or_error(self, message: Message) -> SendResult | MailError:
         try:
@@ -619,19 +534,3 @@ class FailoverMailer:
     def __repr__(self) -> str:
         names = ", ".join(repr(d.name) for d in self.drivers)
         return f"<FailoverMailer strategy={self.strategy!r} drivers=[{names}]>"
-
-
-def _batches(pending: Mapping[int, Try]) -> list[list[int]]:
-    """The requests of one round: the messages whose next step is the same batching driver
-    with nothing to wait for, in batches of its ``batch_size``; every other one alone."""
-    groups: dict[int, list[int]] = {}
-    jobs: list[list[int]] = []
-    for index, step in pending.items():
-        if step.delay == 0 and step.driver.batch_size > 1:
-            groups.setdefault(id(step.driver), []).append(index)
-        else:
-            jobs.append([index])
-    for indexes in groups.values():
-        size = pending[indexes[0]].driver.batch_size
-        jobs.extend(indexes[i : i + size] for i in range(0, len(indexes), size))
-    return jobs

@@ -263,6 +263,25 @@ class HttpDriver(Driver):
         finally:
             exchange.close()
 
+    async def asend_batch(self, messages: Sequence[Message]) -> list[Receipt | Exception]:
+        """:meth:`send_batch` on the ``aiohttp`` transport: the same requests and the same
+        reading of each answer (:meth:`batch_exchange`); only the I/O differs."""
+        exchange = self.batch_exchange(messages)
+        try:
+            request = next(exchange)
+            while True:
+                answer: HttpResponse | Exception
+                try:
+                    answer = await self.apost(request)
+                except Exception as exc:
+                    answer = exc
+                request = exchange.send(answer)
+        except StopIteration as done:
+            result: list[Receipt | Exception] = done.value
+            return result
+        finally:
+            exchange.close()
+
     def batch_exchange(
         self, messages: Sequence[Message]
     ) -> Generator[HttpRequest, HttpResponse | Exception, list[Receipt | Exception]]:
