@@ -60,14 +60,14 @@ class Feedback:
         """
         if not self.enabled:
             return message, ()
-        fields = {name: getattr(message, name) for name in ("to", "cc", "bcc")}
         try:
-            found = self.suppressions.suppressed(a for values in fields.values() for a in values)
+            found = self.suppressions.suppressed((*message.to, *message.cc, *message.bcc))
         except StoreError as exc:
             logger.warning("suppression list unavailable, sending without it: %s", exc)
             return message, ()
         if not found:
             return message, ()
+        fields = {"to": message.to, "cc": message.cc, "bcc": message.bcc}
         kept = {name: tuple(a for a in values if a not in found) for name, values in fields.items()}
         removed = tuple(
             parse_mailbox(a).email for values in fields.values() for a in values if a in found

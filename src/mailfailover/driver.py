@@ -476,7 +476,13 @@ class Driver:
 
     def check_limits(self, message: Message) -> None:
         """Raise :class:`UnsupportedFeature` for what this provider cannot carry."""
-        if self.max_recipients is not None and len(message.recipients()) > self.max_recipients:
+        if (
+            self.max_recipients is not None
+            # recipients() de-duplicates: only a message with more addresses than the
+            # limit can have more recipients, so the others are spared parsing them all.
+            and len(message.to) + len(message.cc) + len(message.bcc) > self.max_recipients
+            and len(message.recipients()) > self.max_recipients
+        ):
             self.unsupported(
                 f"{len(message.recipients())} recipients; the provider takes at most "
                 f"{self.max_recipients}",

@@ -435,6 +435,8 @@ class FailoverMailer:
                     logger.exception("an on_result hook raised; the send goes on")
 
     def _record(self, message: Message, attempt: Attempt) -> None:
+        if self.on_attempt is None and not self._hooks:
+            return  # nobody listens (per attempt: spare building the list)
         hooks = [self.on_attempt, *(h.on_attempt for h in self._hooks)]
         for hook in hooks:
             if hook is None:

@@ -16,8 +16,8 @@ import email.policy
 import email.utils
 import functools
 import mimetypes
+import os
 import re
-import uuid
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
 from email import _header_value_parser as _hvp
@@ -91,9 +91,17 @@ class Mailbox:
         local = _unquote(self.local) if self.local.startswith('"') else self.local
         return Address(display_name=self.name, username=local, domain=domain)
 
+    def header_text(self, *, ascii_domain: bool = True) -> str:
+        """``str(self.address(ascii_domain=...))``, without building the ``Address`` when
+        there is nothing to quote: no display name and an unquoted local part (a dot-atom,
+        which ``Address`` never quotes) give ``local@domain`` as it is."""
+        if self.name or self.local.startswith('"'):
+            return str(self.address(ascii_domain=ascii_domain))
+        return f"{self.local}@{self.ascii_domain if ascii_domain else self.domain}"
+
     def formatted(self) -> str:
         """``"Name <local@domain>"`` with the name quoted where RFC 5322 needs it."""
-        return str(self.address(ascii_domain=False))
+        return self.header_text(ascii_domain=False)
 
 
 def _refuse_controls(value: str, what: str) -> None:
@@ -271,6 +279,12 @@ class FrozenDict(dict[str, str]):
         return self
 
 
+#: The empty headers and metadata every message without them shares (it cannot change).
+_EMPTY = FrozenDict()
+#: Sequences taken as lists of addresses without asking the ABCs (the common case).
+_PLAIN_SEQUENCES = (tuple, list)
+
+
 def _invalid(field: str, reason: str) -> InvalidMessage:
     return InvalidMessage(f"{field}: {reason}", field=field)
 
@@ -286,9 +300,14 @@ def _too_many(field: str, count: int, limit: int) -> InvalidMessage:
 def _addresses(field: str, value: Any) -> tuple[str, ...]:
     if value is None:
         return ()
-    items = (value,) if isinstance(value, str) else value
-    if isinstance(items, (bytes, Mapping)) or not isinstance(items, Iterable):
+    if isinstance(value, str):
+        items: Any = (value,)
+    elif type(value) in _PLAIN_SEQUENCES:  # what messages carry: no ABC checks for them
+        items = value
+    elif isinstance(value, (bytes, Mapping)) or not isinstance(value, Iterable):
         raise _invalid(field, "must be a string or a list of strings")
+    else:
+        items = value
     if field != "reply_to":
         # Counted before any address is parsed: a huge list is refused at once.
         items = list(items)
@@ -331,8 +350,8 @@ def _body(field: str, value: Any) -> str | None:
 
 
 def _convert_headers(value: Any) -> FrozenDict:
-    if value is None:
-        return FrozenDict()
+    if value is None or (type(value) is FrozenDict and not value):
+        return _EMPTY  # the default: nothing to check
     if not isinstance(value, Mapping):
         raise _invalid("headers", "must be a mapping of header names to values")
     headers: dict[str, str] = {}
@@ -351,7 +370,7 @@ def _convert_headers(value: Any) -> FrozenDict:
 
 
 def _convert_tags(value: Any) -> tuple[str, ...]:
-    if value is None:
+    if value is None or (type(value) is tuple and not value):
         return ()
     items = (value,) if isinstance(value, str) else value
     if isinstance(items, (bytes, Mapping)) or not isinstance(items, Iterable):
@@ -360,8 +379,8 @@ def _convert_tags(value: Any) -> tuple[str, ...]:
 
 
 def _convert_metadata(value: Any) -> FrozenDict:
-    if value is None:
-        return FrozenDict()
+    if value is None or (type(value) is FrozenDict and not value):
+        return _EMPTY
     if not isinstance(value, Mapping):
         raise _invalid("metadata", "must be a mapping of strings to strings")
     metadata: dict[str, str] = {}
@@ -374,7 +393,7 @@ def _convert_metadata(value: Any) -> FrozenDict:
 
 
 def _convert_attachments(value: Any) -> tuple[Attachment, ...]:
-    if value is None:
+    if value is None or (type(value) is tuple and not value):
         return ()
     if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, Iterable):
         raise _invalid("attachments", "must be a list of Attachment objects")
@@ -571,7 +590,16 @@ def _message_id_for(sender: Any) -> str:
         domain = parse_mailbox(sender).ascii_domain
     except (ValueError, TypeError):
         domain = "mailfailover.invalid"  # the sender check will refuse the message anyway
-    return f"<{uuid.uuid4().hex}@{domain}>"
+    return f"<{_uuid4_hex()}@{domain}>"
+
+
+def _uuid4_hex() -> str:
+    """``uuid.uuid4().hex`` without the ``UUID`` object: 16 random bytes with the version
+    (4) and variant (RFC 4122) bits set exactly as ``uuid.UUID(version=4)`` sets them."""
+    number = int.from_bytes(os.urandom(16), "big")
+    number = (number & ~(0xC000 << 48)) | (0x8000 << 48)
+    number = (number & ~(0xF000 << 64)) | (4 << 76)
+    return f"{number:032x}"
 
 
 def _default_message_id(message: Message) -> str:

@@ -184,6 +184,11 @@ class SuppressionList:
         """Which of ``addresses`` (as given) are on the list: from this process's copy when
         ``cached``, else in one store round trip."""
         given = list(addresses)
+        if not given:
+            return set()
+        held = self._keys() if self.cached else None
+        if held is not None and not held:
+            return set()  # nobody is listed (the usual case): no address needs normalising
         keys: dict[str, str] = {}
         for address in given:
             try:
@@ -192,7 +197,6 @@ class SuppressionList:
                 continue
         if not keys:
             return set()
-        held = self._keys() if self.cached else None
         if held is not None:
             return {address for address, key in keys.items() if key in held}
         values = self.store.get_many([PREFIX + key for key in keys.values()])

@@ -56,19 +56,24 @@ def encode_json(payload: Any) -> bytes:
     ``.encode()`` copy it again costs three copies of every attachment; splicing the base64
     bytes between the encoded pieces costs one.
     """
-    marker = uuid.uuid4().hex
     blobs: list[bytes] = []
+    # The marker is drawn at the first attachment, never before: a payload without one (most
+    # of them; every item of a batch) pays nothing for it. Drawn during the encoding, it is
+    # still unknowable to the payload's author, so it cannot occur in the payload's text.
+    markers: list[str] = []
 
     def default(value: Any) -> str:
         if isinstance(value, B64):
+            if not markers:
+                markers.append(uuid.uuid4().hex)
             blobs.append(value.content)
-            return f"{marker}{len(blobs) - 1}{marker}"
+            return f"{markers[0]}{len(blobs) - 1}{markers[0]}"
         raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
     text = json.dumps(payload, ensure_ascii=False, separators=(",", ":"), default=default)
     if not blobs:
         return text.encode("utf-8")
-    pieces = text.split(marker)
+    pieces = text.split(markers[0])
     # pieces alternate: json text, blob index, json text, ...
     out: list[bytes] = []
     for position, piece in enumerate(pieces):

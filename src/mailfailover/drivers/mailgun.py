@@ -75,16 +75,16 @@ class MailgunDriver(HttpDriver):
         sender = message.sender_mailbox
         if sender.needs_smtputf8:
             self.unsupported("Mailgun cannot send from a non-ASCII local part", field="sender")
-        fields: list[tuple[str, str]] = [("from", str(sender.address()))]
+        fields: list[tuple[str, str]] = [("from", sender.header_text())]
         for field in ("to", "cc", "bcc"):
-            fields += [(field, str(mailbox.address())) for mailbox in message.mailboxes(field)]
+            fields += [(field, mailbox.header_text()) for mailbox in message.mailboxes(field)]
         fields.append(("subject", message.subject))
         if message.text is not None:
             fields.append(("text", message.text))
         if message.html is not None:
             fields.append(("html", message.html))
         if message.reply_to:
-            replies = ", ".join(str(mailbox.address()) for mailbox in message.mailboxes("reply_to"))
+            replies = ", ".join(mailbox.header_text() for mailbox in message.mailboxes("reply_to"))
             fields.append(("h:Reply-To", replies))
         fields.append(("h:Message-Id", message.message_id))
         fields += [(f"h:{name}", value) for name, value in message.headers.items()]

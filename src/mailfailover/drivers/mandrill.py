@@ -81,7 +81,7 @@ class MandrillDriver(HttpDriver):
             body["html"] = message.html
         headers: dict[str, str] = {}
         if message.reply_to:
-            headers["Reply-To"] = ", ".join(str(m.address()) for m in message.mailboxes("reply_to"))
+            headers["Reply-To"] = ", ".join(m.header_text() for m in message.mailboxes("reply_to"))
         headers["Message-Id"] = message.message_id
         body["headers"] = {**headers, **message.headers}
         attachments: list[dict[str, Any]] = []

@@ -95,10 +95,10 @@ class PostmarkDriver(HttpDriver):
 
     def build_request(self, message: Message) -> HttpRequest:
         self._check(message)
-        payload: dict[str, Any] = {"From": str(message.sender_mailbox.address())}
+        payload: dict[str, Any] = {"From": message.sender_mailbox.header_text()}
         for field, key in (("to", "To"), ("cc", "Cc"), ("bcc", "Bcc"), ("reply_to", "ReplyTo")):
             if getattr(message, field):
-                payload[key] = ", ".join(str(m.address()) for m in message.mailboxes(field))
+                payload[key] = ", ".join(m.header_text() for m in message.mailboxes(field))
         payload["Subject"] = message.subject
         if message.text is not None:
             payload["TextBody"] = message.text
@@ -127,6 +127,9 @@ class PostmarkDriver(HttpDriver):
     def _check(self, message: Message) -> None:
         """Refuse, before any request, what Postmark's validation would reject."""
         for field in ("sender", "to", "cc", "bcc", "reply_to"):
+            given = (message.sender,) if field == "sender" else getattr(message, field)
+            if all(address.isascii() for address in given):
+                continue  # an ASCII address has an ASCII local part: no need to parse it
             mailboxes = (message.sender_mailbox,) if field == "sender" else message.mailboxes(field)
             if any(mailbox.needs_smtputf8 for mailbox in mailboxes):
                 self.unsupported("Postmark takes only ASCII local parts", field=field)
