@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 import uuid
+from pathlib import Path
 
 import pytest
 from redis_server import RedisServer
@@ -75,3 +77,41 @@ def test_read_modify_write_is_atomic_across_processes(shared_url: str) -> None:
 def test_exactly_one_process_wins_a_lease(shared_url: str) -> None:
     outputs = run_workers(shared_url, f"p{uuid.uuid4().hex[:8]}", "claim", count=4)
     assert sorted(outputs) == ["lost"] * 3 + ["won"]
+
+
+OPENER = """
+import pathlib, sys, time
+from mailfailover.state.sqlite import SqliteStore
+
+folder, start, files = pathlib.Path(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3])
+for number in range(files):  # a fresh database each, that every worker opens at once
+    time.sleep(max(start + 0.15 * number - time.time(), 0.0))
+    store = SqliteStore(folder / f"state-{number}.db")
+    store.set("opened", b"yes")
+    store.close()
+"""
+
+
+def test_workers_starting_together_all_open_one_fresh_sqlite_file(tmp_path: Path) -> None:
+    """Switching a fresh database to WAL can answer "database is locked" without waiting
+    for the busy timeout; gunicorn workers booting together on a new state file hit it.
+    Eight processes open the same fresh files at the same moments (of the wall clock, so
+    that they meet whatever their start-up took): every open succeeds."""
+    start = time.time() + 2.0
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", OPENER, str(tmp_path), str(start), "20"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for _ in range(8)
+    ]
+    try:
+        for proc in procs:
+            _, err = proc.communicate(timeout=120)
+            assert proc.returncode == 0, err.decode()
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()

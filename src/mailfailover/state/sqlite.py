@@ -89,17 +89,44 @@ class SqliteStore(StateStore):
         try:
             if self.path.parent != Path():
                 self.path.parent.mkdir(parents=True, exist_ok=True)
-            db = sqlite3.connect(
-                self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False
-            )
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")
+            db = self._open()
         except (sqlite3.Error, OSError) as exc:
             raise StoreError(f"cannot open the sqlite state store {self.path}: {exc}") from None
         self._local.db = db
         with self._lock:
             self._connections.append(db)
         return db
+
+    def _open(self) -> sqlite3.Connection:
+        """A connection in WAL mode, retried for up to :attr:`timeout` seconds.
+
+        Switching a new database to WAL, or opening one while another process recovers
+        its WAL, can answer "database is locked" at once, without SQLite's busy handler
+        (the connection's ``timeout``) ever waiting: several workers starting together on
+        one fresh file did. So a busy open is retried, a few milliseconds apart (bounded by
+        the timeout), as a busy write would have waited.
+        """
+        give_up = time.monotonic() + self.timeout
+        pause = 0.005
+        while True:
+            db = sqlite3.connect(
+                self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False
+            )
+            try:
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute("PRAGMA synchronous=NORMAL")
+            except sqlite3.OperationalError as exc:
+                db.close()
+                busy = "locked" in str(exc) or "busy" in str(exc)
+                if not busy or time.monotonic() + pause > give_up:
+                    raise
+                time.sleep(pause)
+                pause = min(pause * 2, 0.1)
+                continue
+            except BaseException:
+                db.close()
+                raise
+            return db
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
