@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import json
 import sys
+import threading
 from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ from mailfailover import (
 )
 from mailfailover.aio import AsyncFailoverMailer
 from mailfailover.drivers.postmark import PostmarkDriver
+from mailfailover.drivers.smtp import SMTPDriver
 from mailfailover.health import State
 from mailfailover.message import Message
 from mailfailover.testing import FakeClock, simple_message
@@ -265,3 +267,54 @@ def test_a_hanging_batch_is_bounded_by_the_deadline(stand_in: StandInServer) -> 
         (attempt,) = result.attempts
         assert isinstance(attempt.error, ProviderUnavailable)
         assert (attempt.error.reason, attempt.error.ambiguous) == ("timeout", True)
+
+
+class ThreadBatcher(MemoryDriver):
+    """A third-party driver with its own blocking batch and no asyncio code."""
+
+    batches: list[tuple[int, int]]
+
+    @property
+    def batch_size(self) -> int:
+        return 10
+
+    def send_batch(self, messages: Sequence[Message]) -> list[Receipt | Exception]:
+        self.batches.append((len(messages), threading.get_ident()))
+        return [self.send(m) for m in messages]
+
+
+def test_a_drivers_own_blocking_batch_is_kept_under_asyncio() -> None:
+    """A driver that overrides only ``send_batch`` keeps its batches under asyncio: each
+    batch is one ``send_batch`` call, run in a worker thread (not in the event loop)."""
+    driver = ThreadBatcher(name="batcher")
+    driver.batches = []
+    items = messages(25)
+    loop_thread = threading.get_ident()
+    results = send_many_async([driver], items, concurrency=2)
+    assert sorted(size for size, _ in driver.batches) == [5, 10, 10]
+    assert all(thread != loop_thread for _, thread in driver.batches)
+    assert [r.message_id for r in results if isinstance(r, SendResult)] == [
+        m.message_id for m in items
+    ]
+
+
+def test_smtp_batches_under_asyncio_are_native_sends_not_a_thread() -> None:
+    """SMTP's blocking ``send_batch`` is pipelined, but under asyncio its batch is the
+    native ``asend`` of each message (a cancelled send must stop at once)."""
+    smtp = SMTPDriver(name="smtp", host="127.0.0.1", port=2525, security="none")
+    natively: list[str] = []
+
+    async def asend(message: Message) -> Receipt:
+        natively.append(message.message_id)
+        return Receipt(driver="smtp", message_id=message.message_id)
+
+    def blocked(messages: Sequence[Message]) -> list[Receipt | Exception]:
+        raise AssertionError("the blocking send_batch was called under asyncio")
+
+    smtp.asend = asend  # type: ignore[method-assign]
+    smtp.send_batch = blocked  # type: ignore[method-assign]
+    items = messages(30)
+    results = send_many_async([smtp], items, concurrency=3)
+    assert smtp.batch_size == 25
+    assert sorted(natively) == sorted(m.message_id for m in items)
+    assert all(isinstance(r, SendResult) for r in results)

@@ -423,11 +423,19 @@ class Driver:
         """:meth:`send_batch` for an event loop; what
         :meth:`~mailfailover.aio.AsyncFailoverMailer.send_many` calls for a batch.
 
-        The default awaits :meth:`asend` for each message in turn (one after the other, as
-        the default :meth:`send_batch` sends: a batch is one request's worth of work, and
-        ``send_many``'s ``concurrency`` bounds how many batches run at once). HTTP drivers
-        with a batch endpoint send the batch request natively.
+        The default keeps a driver's own batches: a driver that overrides
+        :meth:`send_batch` (and not this) has it run in a worker thread, as :meth:`asend`'s
+        default runs :meth:`send` (the deadline goes along; a cancelled wait leaves the
+        thread to finish its batch). Any other driver awaits :meth:`asend` for each
+        message in turn (:meth:`asend_each`). HTTP drivers with a batch endpoint send the
+        batch request natively.
         """
+        if type(self).send_batch is not Driver.send_batch:
+            return await asyncio.to_thread(self.send_batch, list(messages))
+        return await self.asend_each(messages)
+
+    async def asend_each(self, messages: Sequence[Message]) -> list[Receipt | Exception]:
+        """Await :meth:`asend` for each message in turn; each one's receipt or exception."""
         out: list[Receipt | Exception] = []
         for message in messages:
             try:

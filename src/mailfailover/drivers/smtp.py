@@ -533,6 +533,12 @@ class SMTPDriver(Driver):
         check_tags_and_metadata(self, message)
         return await self._async().send(message)
 
+    async def asend_batch(self, messages: Sequence[Message]) -> list[Receipt | Exception]:
+        """Under asyncio a batch is the native :meth:`asend` of each message in turn (no
+        pipelining yet), not the blocking pipelined :meth:`send_batch` in a thread: a
+        cancelled send then stops at once and drops its connection."""
+        return await self.asend_each(messages)
+
     async def aclose(self) -> None:
         """Say QUIT to the idle connections of this event loop's pool, then close the
         blocking pool's (in a thread); safe to call twice."""
