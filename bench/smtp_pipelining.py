@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
-import itertools
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -40,22 +39,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _servers import smtp_stats, spawn
 from _timing import compare, print_load_at_end, print_machine, quiet_library_logs
+from batching import distinct
 
-from mailfailover import FailoverMailer, Message, SendResult
+from mailfailover import FailoverMailer, SendResult
 from mailfailover.drivers.smtp import SMTPDriver
 
 BASELINE = "send() per message"
-_numbers = itertools.count()
-
-
-def distinct(n: int) -> list[Message]:
-    """``n`` messages that differ in recipient, subject and body."""
-    out = []
-    for _ in range(n):
-        i = next(_numbers)
-        out.append(Message("shop@example.com", f"customer{i}@example.net", f"Order {i} shipped",
-                           f"Hello customer {i}, your order {i} is on its way."))  # fmt: skip
-    return out
 
 
 def mailer(port: int, **settings: int) -> FailoverMailer:

@@ -6,17 +6,15 @@ timeouts and dropped connections, connection reuse, the contract suite.
 
 from __future__ import annotations
 
-import email
-import email.policy
 import json
 import socket
 import ssl
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from email.message import EmailMessage
 from typing import Any
 
 import pytest
+from smtp_support import GOOD_PASSWORD, GOOD_USER, body, parsed, plain_driver
 
 from mailfailover import FailoverMailer
 from mailfailover.driver import Driver, Receipt
@@ -40,25 +38,6 @@ from mailfailover.testing import (
 LoopbackController = Any
 Recorder = Any
 ServerFactory = Any
-
-GOOD_USER = "mailer"
-GOOD_PASSWORD = "s3cret-Pa55word"
-
-
-def plain_driver(server: LoopbackController, **settings: Any) -> SMTPDriver:
-    settings.setdefault("timeout", 5)
-    return SMTPDriver(name="relay", host="127.0.0.1", port=server.port, security="none", **settings)
-
-
-def parsed(content: bytes) -> EmailMessage:
-    message = email.message_from_bytes(content, policy=email.policy.default)
-    assert isinstance(message, EmailMessage)
-    return message
-
-
-def body(part: Any) -> str:
-    """A text part's decoded content with the wire's CRLF line ends made plain."""
-    return str(part.get_content()).replace("\r\n", "\n")
 
 
 @pytest.fixture

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import email
-import email.policy
 import gc
 import hashlib
 import inspect
@@ -27,13 +25,13 @@ import sys
 import threading
 import warnings
 from collections.abc import Awaitable, Callable, Iterator
-from email.message import EmailMessage
 from typing import Any, TypeVar
 
 import aiosmtplib
 import aiosmtplib.errors as ae
 import pytest
 from aiosmtplib.protocol import SMTPProtocol
+from smtp_support import GOOD_PASSWORD, GOOD_USER, body, parsed, plain_driver
 
 from mailfailover import Attachment, MemoryDriver
 from mailfailover.aio import AsyncFailoverMailer
@@ -56,24 +54,6 @@ from mailfailover.testing import PDF_BYTES, PNG_BYTES, full_message, simple_mess
 LoopbackController = Any
 ServerFactory = Any
 T = TypeVar("T")
-
-GOOD_USER = "mailer"
-GOOD_PASSWORD = "s3cret-Pa55word"
-
-
-def plain_driver(server: LoopbackController, **settings: Any) -> SMTPDriver:
-    settings.setdefault("timeout", 5)
-    return SMTPDriver(name="relay", host="127.0.0.1", port=server.port, security="none", **settings)
-
-
-def parsed(content: bytes) -> EmailMessage:
-    message = email.message_from_bytes(content, policy=email.policy.default)
-    assert isinstance(message, EmailMessage)
-    return message
-
-
-def body(part: Any) -> str:
-    return str(part.get_content()).replace("\r\n", "\n")
 
 
 def run(driver: SMTPDriver, scenario: Callable[[], Awaitable[T]]) -> T:

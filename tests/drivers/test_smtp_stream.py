@@ -9,10 +9,10 @@ import hashlib
 import os
 import re
 import smtplib
-from email.message import EmailMessage
 from typing import Any
 
 import pytest
+from smtp_support import parsed
 
 from mailfailover import Attachment
 from mailfailover.drivers import _smtp_data as smtp_module
@@ -27,12 +27,6 @@ LoopbackController = Any
 def plain_driver(server: LoopbackController, **settings: Any) -> SMTPDriver:
     settings.setdefault("timeout", 10)
     return SMTPDriver(name="relay", host="127.0.0.1", port=server.port, security="none", **settings)
-
-
-def parsed(content: bytes) -> EmailMessage:
-    message = email.message_from_bytes(content, policy=email.policy.default)
-    assert isinstance(message, EmailMessage)
-    return message
 
 
 def written(pieces: list[bytes], chunk: int) -> tuple[bytes, list[bytes]]:
