@@ -237,6 +237,26 @@ def test_large_streamed_message_in_the_middle_of_a_batch_arrives_whole(
     assert wire.subjects() == ["message 1", "big", "message 1"]
 
 
+def test_a_pipelined_group_of_a_thousand_recipients_does_not_deadlock(
+    wire: Wire, driver: SMTPDriver
+) -> None:
+    """Three messages at the recipient cap (1,000 each, ~100-byte addresses): each group
+    of commands is ~100 KB written before any reply is read, and the replies (~15 KB a
+    group) must fit where the client has not read them yet. Every recipient of every
+    message arrives (a deadlock would end in the driver's timeout instead)."""
+    local = "x" * 52  # with ".n.iii": at most 62 bytes, under the 64 allowed
+    crowds = [
+        simple_message(subject=f"crowd {n}",
+                       to=[f"{local}.{n}.{i}@mail.recipients-of-a-crowd.example.com"
+                           for i in range(Message.max_recipients)])
+        for n in range(3)
+    ]  # fmt: skip
+    out = driver.send_batch(crowds)
+    assert delivered(out) == ["Q00001", "Q00002", "Q00003"]
+    assert wire.subjects() == ["crowd 0", "crowd 1", "crowd 2"]
+    assert [len(m.rcpt_tos) for m in wire.messages] == [1000, 1000, 1000]
+
+
 def test_starttls_and_auth_batch_is_pipelined_and_keeps_the_password_out_of_errors(
     smtp_server_factory: ServerFactory, server_tls_context: ssl.SSLContext, ca_file: str
 ) -> None:
