@@ -27,6 +27,7 @@ import yaml
 from .driver import Driver, FromEnvironment, redact_userinfo
 from .errors import ConfigError, MissingDependency
 from .policy import POLICY_KEYS, DriverPolicy
+from .ratelimit import Rate
 from .registry import load_driver
 
 __all__ = [
@@ -60,6 +61,8 @@ MAX_CONFIG_BYTES = 1024 * 1024
 MAX_NODES = 100_000
 MAX_DEPTH = 50
 DEFAULT_MAX_BODY_BYTES = 25 * 1024 * 1024
+#: ``http.auth_failures``: wrong tokens a client address may give, then one per 6 s.
+DEFAULT_AUTH_FAILURES = Rate(10, 60.0)
 #: ``http.max_recipients``: to + cc + bcc one ``POST /send`` may name (``Message`` caps too).
 DEFAULT_MAX_RECIPIENTS = 1000
 #: The ranges of the numbers a configuration may hold (a finite number, always).
@@ -87,7 +90,15 @@ _TOP_KEYS = frozenset(
 )
 _DRIVER_KEYS = frozenset({"name", "module", "driver", "settings"})
 _HTTP_KEYS = frozenset(
-    {"api_token", "allowed_senders", "max_body_bytes", "max_recipients", "metrics_token", "queue"}
+    {
+        "api_token",
+        "allowed_senders",
+        "auth_failures",
+        "max_body_bytes",
+        "max_recipients",
+        "metrics_token",
+        "queue",
+    }
 )
 _QUEUE_KEYS = frozenset(
     {
@@ -152,6 +163,8 @@ class HttpConfig:
     )
     #: ``POST /send`` enqueues (202) instead of sending; needs a ``queue:`` section.
     queue: bool = False
+    #: Wrong tokens one client address may give before it must wait (None: no limit).
+    auth_failures: Rate | None = DEFAULT_AUTH_FAILURES
 
 
 def _redact_url(url: str) -> str:
@@ -576,6 +589,7 @@ def _http_config(source: str, value: Any) -> HttpConfig:
     if not isinstance(queue, bool):
         raise ConfigError("'http.queue' must be true or false", source=source)
     return HttpConfig(
+        auth_failures=_auth_failures(source, value),
         api_token=token or None,
         allowed_senders=tuple(senders),
         max_body_bytes=DEFAULT_MAX_BODY_BYTES if limit is None else limit,
@@ -583,6 +597,22 @@ def _http_config(source: str, value: Any) -> HttpConfig:
         metrics_token=metrics_token,
         queue=queue,
     )
+
+
+def _auth_failures(source: str, section: Mapping[str, Any]) -> Rate | None:
+    """``http.auth_failures``: a rate (``10/min``), or ``off``/``false`` for no limit."""
+    if "auth_failures" not in section:
+        return DEFAULT_AUTH_FAILURES
+    value = section["auth_failures"]
+    if value is False or (isinstance(value, str) and value.strip().lower() == "off"):
+        return None
+    if not isinstance(value, str):
+        raise ConfigError("'http.auth_failures' must be a rate like 10/min, or off",
+                          source=source)  # fmt: skip
+    try:
+        return Rate.parse(value)
+    except ValueError as exc:
+        raise ConfigError(f"'http.auth_failures': {exc}", source=source) from None
 
 
 def _token(source: str, section: Mapping[str, Any], key: str) -> str | None:

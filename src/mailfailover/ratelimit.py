@@ -100,6 +100,12 @@ class RateLimiter:
         # The key can lapse once the budget is full again: nothing of value is lost.
         return self.store.update(self.key, claim, ttl=self.rate.per + tolerance + interval)
 
+    def wait(self) -> float:
+        """Seconds until the next slot, claiming nothing (0.0: one is free now)."""
+        tolerance = (self.burst - 1) * self.rate.interval
+        now = self.store.now()
+        return max(_read_tat(self.store.get(self.key)) - tolerance - now, 0.0)
+
 
 def _read_tat(raw: bytes | None) -> float:
     """The stored theoretical arrival time; garbage counts as none (a full budget)."""

@@ -24,6 +24,7 @@ from . import (
     _route_webhooks,
 )
 from ._activity import Activity, shared_store
+from ._auth_guard import AuthGuard
 from ._base import (
     EXTENSION_KEY,
     AppState,
@@ -113,6 +114,9 @@ class MailFailover:
                 activity=Activity(store=shared_store(mailer)),
                 metrics=adapter_metrics(mailer),
                 outbox=_route_messages.outbox_for(http, mailer, self.config),
+                guard=None
+                if http.auth_failures is None
+                else AuthGuard(mailer.store, http.auth_failures),
             )
             state.activity.follow(mailer)
         except BaseException:

@@ -46,6 +46,7 @@ __all__ = [
     "http_error_response",
     "internal_error_response",
     "json_response",
+    "known_token",
     "other_method",
     "read_body",
     "same_token",
@@ -222,6 +223,8 @@ class AppState:
     metrics: Any = None
     #: The :class:`mailfailover.celery.Outbox` when ``http.queue`` is on: /send enqueues.
     outbox: Any = attrs.field(default=None, repr=False)
+    #: The wrong-token budget (``_auth_guard.AuthGuard``); None: ``http.auth_failures: off``.
+    guard: Any = attrs.field(default=None, repr=False)
 
 
 def current_state() -> AppState:
@@ -255,6 +258,19 @@ def same_token(given: bytes, token: str) -> bool:
     return bool(given) and hmac.compare_digest(_digest(given), _digest(token.encode("utf-8")))
 
 
+def known_token(state: AppState, given: bytes, *tokens: str) -> bool:
+    """Whether ``given`` is one of ``tokens`` (constant time), on the client's wrong-token
+    budget (:mod:`._auth_guard`): raises a ``429`` :class:`ApiError` while the budget is
+    spent, and a wrong ``given`` spends a slot of it. Every token check goes through here."""
+    if state.guard is not None:
+        state.guard.check()
+    if any(same_token(given, token) for token in tokens):
+        return True
+    if state.guard is not None:
+        state.guard.failed()
+    return False
+
+
 def authenticate(state: AppState) -> None:
     if state.api_token is None:
         return
@@ -268,7 +284,7 @@ def authenticate(state: AppState) -> None:
             "Authorization",
             headers={"WWW-Authenticate": 'Bearer realm="mailfailover"'},
         )
-    if not same_token(given, state.api_token):
+    if not known_token(state, given, state.api_token):
         logger.warning("refused %s %s: wrong token", flask.request.method, flask.request.path)
         raise ApiError(
             401,

@@ -16,7 +16,7 @@ import hmac
 
 import flask
 
-from ._base import AppState, bearer_credentials, same_token
+from ._base import AppState, bearer_credentials, known_token, same_token
 
 __all__ = ["COOKIE", "cookie_value", "has_page_cookie", "page_authorized"]
 
@@ -48,7 +48,7 @@ def page_authorized(state: AppState) -> bool:
     if state.api_token is None:
         return True
     given = bearer_credentials()
-    if given is not None and same_token(given, state.api_token):
+    if given is not None and known_token(state, given, state.api_token):
         return True
     return has_page_cookie(state)
 

@@ -17,8 +17,8 @@ from ._base import (
     authenticate,
     bearer_credentials,
     current_state,
+    known_token,
     other_method,
-    same_token,
 )
 from ._send_request import ApiError
 
@@ -40,7 +40,7 @@ def _authenticate_metrics(state: AppState) -> None:
         return
     given = bearer_credentials()
     tokens = [t for t in (state.metrics_token, state.api_token) if t is not None]
-    if given is not None and any(same_token(given, token) for token in tokens):
+    if given is not None and known_token(state, given, *tokens):
         return
     logger.warning("refused GET /metrics: %s", "wrong token" if given else "no bearer token")
     raise ApiError(

@@ -16,8 +16,9 @@ from importlib import resources
 
 import flask
 
-from ._base import METHODS, AppState, current_state, other_method, same_token
+from ._base import METHODS, AppState, current_state, known_token, other_method
 from ._page_auth import page_authorized, set_page_cookie
+from ._send_request import ApiError
 
 __all__ = ["register", "status_view"]
 
@@ -104,7 +105,19 @@ def _refused(where: str) -> flask.Response:
 
 
 def status_view() -> flask.Response:
-    """``GET /`` shows the page, or only the login form; ``POST /`` is that form."""
+    """``GET /`` shows the page, or only the login form; ``POST /`` is that form. An address
+    that gave too many wrong tokens gets the form again, with ``429`` and ``Retry-After``."""
+    try:
+        return _status_view()
+    except ApiError as exc:
+        if exc.status != 429:
+            raise
+        page = _gate(429, exc.message)
+        page.headers.update(exc.headers)
+        return page
+
+
+def _status_view() -> flask.Response:
     method = flask.request.method
     if method not in ("GET", "HEAD", "POST"):
         return other_method("GET, HEAD, POST, OPTIONS")
@@ -118,12 +131,12 @@ def status_view() -> flask.Response:
         if length > _LOGIN_LIMIT:
             return _gate(413, "The login form sends only the token.")
         given = flask.request.form.get("token", "")
-        if given and same_token(given.encode("utf-8"), state.api_token):
+        if given and known_token(state, given.encode("utf-8"), state.api_token):
             return _enter(state)
         return _refused("login form")
     token = flask.request.args.get("token")
     if token is not None and state.api_token is not None:
-        if same_token(token.encode("utf-8"), state.api_token):
+        if known_token(state, token.encode("utf-8"), state.api_token):
             return _enter(state)
         return _refused("query parameter")
     if not page_authorized(state):
