@@ -21,7 +21,8 @@ offering PIPELINING) that holds every reply back by ``--latency`` (default there
 SMTP send is four or five round trips), with one more variant: the async mailer with the
 SMTP driver run in worker threads (``Driver.asend``'s default, what it did before the
 native aiosmtplib path). The threaded ``send_many`` batches and pipelines (batch_size 25);
-the async one sends each message on its own. No target; the ratios are reported.
+the async one batches too, but sends each message of a batch natively on its own (no
+pipelining on aiosmtplib). No target; the ratios are reported.
 
     python bench/async_send.py --driver smtp [--messages 1000] [--concurrency 100]
 """
