@@ -140,13 +140,14 @@ def test_testing_imports_without_pytest() -> None:
 
 
 def _flask_rank(module: str) -> int:
-    order = ["_send_request", "_auth_guard", "_base", "_activity", "_metrics", "_page_auth", "_route_", "_app",
-             "_multiprocess", "_server", "__init__"]  # fmt: skip
+    order = ["_send_request", "_auth_guard", "_base", "_activity", "_metrics", "_page_auth",
+             "_route_", "_app", "_multiprocess", "_server", "__init__"]  # fmt: skip
     return next(i for i, prefix in enumerate(order) if module.startswith(prefix))
 
 
 def test_the_http_adapter_imports_only_downwards() -> None:
-    """In ``mailfailover/flask/``: _server -> _app -> _route_* -> _base -> _auth_guard -> _send_request.
+    """In ``mailfailover/flask/``: _server -> _app -> _route_* -> _base -> _auth_guard ->
+    _send_request.
     Read from the source (every ``from .x import`` anywhere in a module), because importing
     any submodule runs the package's ``__init__`` first."""
     import ast
