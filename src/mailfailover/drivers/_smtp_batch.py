@@ -21,20 +21,29 @@ took and whose final reply is missing is ``ambiguous`` (as ``send()`` after the 
 message whose content was not (fully) handed over is not; the messages after it were not
 sent and fail over. A ``421`` ends the session the same way. The connection goes back to
 the pool only when the batch ended in a known state.
+
+The session is sans-I/O (:class:`Transactions`): it yields what it needs done (hand the
+gathered bytes over, add a message's DATA, read one reply) and is sent the answers. The
+blocking runner here (:class:`_Session`, for ``send_batch``) and the asyncio runner
+(:mod:`._smtp_async_batch`, for ``asend_batch``) only do that I/O, so both put the same
+bytes on the wire and give the same answers.
 """
 
 from __future__ import annotations
 
 import copy
 import smtplib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Sequence
+from typing import Any, TypeVar
 
 from ..driver import Receipt, check_tags_and_metadata
 from ..errors import DeliveryError, ProviderUnavailable
 from ..message import Message
 from .smtp import SMTPDriver, _Connection, _Phase, _Plan, _RecipientReplies
 
-__all__ = ["send_batch"]
+__all__ = ["Batch", "Content", "Outbox", "Transactions", "drive", "send_batch"]
+
+T = TypeVar("T")
 
 #: Content is handed to the socket in writes of about this size (as ``send()`` does).
 FLUSH_AT = 64 * 1024
@@ -54,27 +63,17 @@ def send_batch(driver: SMTPDriver, messages: Sequence[Message]) -> list[Receipt 
 
 
 def _one_connection(driver: SMTPDriver, messages: Sequence[Message]) -> list[Receipt | Exception]:
-    out: list[Receipt | Exception | None] = [None] * len(messages)
-    todo: list[int] = []
-    for index, message in enumerate(messages):
-        try:  # the checks send() makes before connecting: no I/O
-            driver.check_limits(message)
-            check_tags_and_metadata(driver, message)
-        except Exception as exc:
-            out[index] = exc
-            continue
-        todo.append(index)
+    batch = Batch(driver, messages)
     for attempt in (1, 2):
-        if not todo:
+        if not batch.todo:
             break
         phase = _Phase()
         try:
             connection = driver._checkout(phase)
         except DeliveryError as exc:  # nothing was sent: each message fails over on its own
-            for number, index in enumerate(todo):
-                out[index] = exc if number == 0 else copy.copy(exc)
+            batch.unreachable(exc)
             break
-        session = _Session(driver, connection, messages, out, todo)
+        session = _Session(driver, connection, messages, batch.out, batch.todo)
         try:
             clean = session.run()
         except BaseException:
@@ -84,16 +83,47 @@ def _one_connection(driver: SMTPDriver, messages: Sequence[Message]) -> list[Rec
             driver._release(connection)
             break
         connection.discard()
-        if attempt == 1 and connection.reused and session.retryable():
+        if not batch.again(session, attempt, reused=connection.reused):
+            break
+    return batch.answers()
+
+
+class Batch:
+    """The messages of one checkout and their answers, for either runner: the checks made
+    before any I/O, and what happens after a session (done, or retried once)."""
+
+    def __init__(self, driver: SMTPDriver, messages: Sequence[Message]) -> None:
+        self.messages = messages
+        self.out: list[Receipt | Exception | None] = [None] * len(messages)
+        self.todo: list[int] = []
+        for index, message in enumerate(messages):
+            try:  # the checks send() makes before connecting: no I/O
+                driver.check_limits(message)
+                check_tags_and_metadata(driver, message)
+            except Exception as exc:
+                self.out[index] = exc
+                continue
+            self.todo.append(index)
+
+    def unreachable(self, exc: DeliveryError) -> None:
+        """No connection: nothing was sent, each message fails over with ``exc``."""
+        for number, index in enumerate(self.todo):
+            self.out[index] = exc if number == 0 else copy.copy(exc)
+
+    def again(self, session: Transactions, attempt: int, *, reused: bool) -> bool:
+        """Whether to retry on a fresh connection after a session that did not end clean."""
+        if attempt == 1 and reused and session.retryable():
             # A pooled connection the server dropped (or 421) before answering anything of
             # this batch: nothing was sent, so one fresh connection is safe and invisible.
-            for index in todo:
-                out[index] = None
-            continue
-        break
-    done = [answer for answer in out if answer is not None]
-    assert len(done) == len(messages)  # every message got its answer
-    return done
+            for index in self.todo:
+                self.out[index] = None
+            return True
+        return False
+
+    def answers(self) -> list[Receipt | Exception]:
+        done = [answer for answer in self.out if answer is not None]
+        assert len(done) == len(self.messages)  # every message got its answer
+        return done
 
 
 class _Ended(Exception):
@@ -104,26 +134,47 @@ class _Ended(Exception):
         self.cause = cause
 
 
-class _Outbox:
-    """Bytes for the server, written in as few writes as the protocol allows.
+class Outbox:
+    """Bytes for the server, gathered so they go in as few writes as the protocol allows.
 
-    ``sent`` counts the bytes the kernel took, so after a failed write it is known whether
-    a message's end-of-data mark went out (ambiguous) or not.
+    ``queued`` counts the bytes added, ``sent`` the bytes handed over (a runner counts
+    them), so after a failed write it is known whether a message's end-of-data mark went
+    out (ambiguous) or not.
     """
 
-    __slots__ = ("buffer", "connection", "queued", "sent", "timeout")
+    __slots__ = ("buffer", "queued", "sent")
 
-    def __init__(self, connection: _Connection, timeout: Callable[[], float]) -> None:
-        self.connection = connection
-        self.timeout = timeout
+    def __init__(self) -> None:
         self.buffer = bytearray()
         self.queued = 0  # bytes added so far
-        self.sent = 0  # bytes the kernel took so far
+        self.sent = 0  # bytes handed over so far
 
     def add(self, data: bytes) -> None:
         self.buffer += data
         self.queued += len(data)
-        if len(self.buffer) >= FLUSH_AT:
+
+    def full(self) -> bool:
+        return len(self.buffer) >= FLUSH_AT
+
+    def take(self) -> bytes:
+        data = bytes(self.buffer)
+        self.buffer.clear()
+        return data
+
+
+class _SocketOutbox(Outbox):
+    """The blocking runner's outbox: a write goes to the socket as soon as it is full."""
+
+    __slots__ = ("connection", "timeout")
+
+    def __init__(self, connection: _Connection, timeout: Callable[[], float]) -> None:
+        super().__init__()
+        self.connection = connection
+        self.timeout = timeout
+
+    def add(self, data: bytes) -> None:
+        super().add(data)
+        if self.full():
             self.flush()
 
     def flush(self) -> None:
@@ -132,8 +183,7 @@ class _Outbox:
         sock = self.connection.smtp.sock
         if sock is None:
             raise smtplib.SMTPServerDisconnected("Server not connected")
-        data = memoryview(bytes(self.buffer))
-        self.buffer.clear()
+        data = memoryview(self.take())
         self.connection.set_timeout(self.timeout())
         done = 0
         try:
@@ -171,32 +221,68 @@ def _commands(plan: _Plan) -> tuple[bytes, list[bytes]]:
     return mail, rcpts
 
 
-class _Session:
-    """The messages of one checkout, over one connection, in order."""
+# -- the I/O a session asks its runner for -------------------------------------------------
+
+
+class Flush:
+    """Hand everything in the outbox to the server (one write); the answer is ``None``."""
+
+
+class Read:
+    """Read the next reply; the answer is ``(code, text as bytes)``, as smtplib's
+    ``getreply()`` gives it."""
+
+
+class Content:
+    """Add ``plan``'s DATA (dot-stuffed, with its end-of-data mark) to the outbox, handing
+    a write over each time it is full; the answer is ``None``."""
+
+    __slots__ = ("plan",)
+
+    def __init__(self, plan: _Plan) -> None:
+        self.plan = plan
+
+
+FLUSH = Flush()
+READ = Read()
+
+#: What a session yields to its runner; the runner sends back the answer, or throws in
+#: the exception the I/O raised (in smtplib's and the socket layer's terms).
+Op = Flush | Read | Content
+Steps = Generator[Op, Any, T]
+
+
+class Transactions:
+    """The messages of one checkout, over one connection, in order: sans I/O.
+
+    :meth:`steps` yields the I/O it needs (:data:`Op`) and is sent each one's answer; the
+    blocking runner (:class:`_Session`) and the asyncio one
+    (:mod:`._smtp_async_batch`) only do that I/O, so both say exactly the same thing.
+    """
 
     def __init__(
         self,
         driver: SMTPDriver,
-        connection: _Connection,
         messages: Sequence[Message],
         out: list[Receipt | Exception | None],
         todo: list[int],
+        outbox: Outbox,
+        has_extn: Callable[[str], bool],
     ) -> None:
         self.driver = driver
-        self.connection = connection
-        self.smtp = connection.smtp
         self.messages = messages
         self.out = out
         self.todo = todo
-        self.pipelining = self.smtp.has_extn("pipelining")
-        self.outbox = _Outbox(connection, driver._timeout)
+        self.has_extn = has_extn
+        self.pipelining = has_extn("pipelining")
+        self.outbox = outbox
         self.carry: _Item | None = None  # its content is queued or sent; final reply unread
         self.current: _Item | None = None  # its envelope is out; its replies are being read
         self.dirty = False  # the last transaction failed: RSET before the next MAIL FROM
         self.answered = 0  # replies read in this session
         self.failure: DeliveryError | None = None  # why the session ended early
 
-    def run(self) -> bool:
+    def steps(self) -> Steps[bool]:
         """Send every message of ``todo``; True when the connection is clean for reuse."""
         try:
             for index in self.todo:
@@ -205,11 +291,11 @@ class _Session:
                     continue
                 self.current = item
                 if self.pipelining:
-                    self._pipelined(item)
+                    yield from self._pipelined(item)
                 else:
-                    self._lockstep(item)
+                    yield from self._lockstep(item)
                 self.current = None
-            self._finish_carry()
+            yield from self._finish_carry()
         except _Ended as ended:
             self._abandon(ended.cause)
             return False
@@ -234,58 +320,58 @@ class _Session:
         phase = _envelope()
         try:
             with self.driver._errors(phase):
-                return _Item(index, message, self.driver.plan(message, self.smtp.has_extn), phase)
+                return _Item(index, message, self.driver.plan(message, self.has_extn), phase)
         except Exception as exc:
             self.out[index] = exc
             return None
 
-    def _pipelined(self, item: _Item) -> None:
+    def _pipelined(self, item: _Item) -> Steps[None]:
         """One group: [previous content + end mark] [RSET] MAIL FROM, RCPT TO…, DATA."""
         rset, self.dirty = self.dirty, False
         if rset:
-            self.outbox.add(RSET)
-        self.outbox.add(item.mail)
+            yield from self._add(RSET)
+        yield from self._add(item.mail)
         for line in item.rcpts:
-            self.outbox.add(line)
-        self.outbox.add(DATA)
-        self._flush()
-        self._read_final()
+            yield from self._add(line)
+        yield from self._add(DATA)
+        yield FLUSH
+        yield from self._read_final()
         if rset:
-            self._read_rset(item)
-        code, reply = self._reply(item, "MAIL FROM")
+            yield from self._read_rset(item)
+        code, reply = yield from self._reply(item, "MAIL FROM")
         if code != 250:
             self._fail(item, self.driver._reply_error(code, reply, "MAIL FROM", item.phase))
         for (recipient, _), _line in zip(item.plan.recipients, item.rcpts, strict=True):
-            code, reply = self._reply(item, "RCPT TO")
+            code, reply = yield from self._reply(item, "RCPT TO")
             if self.out[item.index] is None:  # after a refused MAIL FROM they say 503
                 item.recipients.add(recipient, code, reply)
         if self.out[item.index] is None and not item.recipients.accepted:
             self._fail(item, self.driver._all_refused(item.recipients.refused))
-        code, reply = self._reply(item, "DATA", go_ahead=True)
-        self._after_data(item, code, reply)
+        code, reply = yield from self._reply(item, "DATA", go_ahead=True)
+        yield from self._after_data(item, code, reply)
 
-    def _lockstep(self, item: _Item) -> None:
+    def _lockstep(self, item: _Item) -> Steps[None]:
         """One command per write, as ``send()`` does, over the same connection."""
         if self.dirty:
             self.dirty = False
-            self.outbox.add(RSET)
-            self._flush()
-            self._read_rset(item)
-        code, reply = self._command(item, item.mail, "MAIL FROM")
+            yield from self._add(RSET)
+            yield FLUSH
+            yield from self._read_rset(item)
+        code, reply = yield from self._command(item, item.mail, "MAIL FROM")
         if code != 250:
             self._fail(item, self.driver._reply_error(code, reply, "MAIL FROM", item.phase))
             return
         for (recipient, _), line in zip(item.plan.recipients, item.rcpts, strict=True):
-            code, reply = self._command(item, line, "RCPT TO")
+            code, reply = yield from self._command(item, line, "RCPT TO")
             item.recipients.add(recipient, code, reply)
         if not item.recipients.accepted:
             self._fail(item, self.driver._all_refused(item.recipients.refused))
             return
-        code, reply = self._command(item, DATA, "DATA", go_ahead=True)
-        self._after_data(item, code, reply)
-        self._finish_carry()
+        code, reply = yield from self._command(item, DATA, "DATA", go_ahead=True)
+        yield from self._after_data(item, code, reply)
+        yield from self._finish_carry()
 
-    def _after_data(self, item: _Item, code: int, reply: bytes) -> None:
+    def _after_data(self, item: _Item, code: int, reply: bytes) -> Steps[None]:
         """Write the content after a 354; else record the refusal."""
         if code != 354:
             self._fail(item, self.driver._reply_error(code, reply, "DATA", item.phase))
@@ -293,35 +379,35 @@ class _Session:
         if self.out[item.index] is not None:
             # RFC 2920 §3.1: DATA was accepted though nothing can be delivered (refused
             # sender or every recipient): a single dot ends it, with no content.
-            self.outbox.add(LONE_DOT)
-            self._flush()
-            self._reply(item, "end of DATA")
+            yield from self._add(LONE_DOT)
+            yield FLUSH
+            yield from self._reply(item, "end of DATA")
             return
         item.phase.value = _Phase.CONTENT
-        item.plan.write(self.outbox.add)
+        yield Content(item.plan)
         item.end_at = self.outbox.queued
         self.carry = item  # pipelined: the content starts the next group
 
-    def _finish_carry(self) -> None:
+    def _finish_carry(self) -> Steps[None]:
         if self.carry is not None:
-            self._flush()
-            self._read_final()
+            yield FLUSH
+            yield from self._read_final()
 
-    def _read_final(self) -> None:
+    def _read_final(self) -> Steps[None]:
         """The final reply to the carried message, whose content and end mark are out."""
         item = self.carry
         if item is None:
             return
         item.phase.value = _Phase.SENT
-        code, reply = self._reply(item, "end of DATA")
+        code, reply = yield from self._reply(item, "end of DATA")
         self.carry = None
         if code == 250:
             self.out[item.index] = self.driver._receipt(item.message, code, reply, item.recipients)
         else:  # the transaction is over either way (RFC 5321 §4.1.1.4): no RSET needed
             self.out[item.index] = self.driver._reply_error(code, reply, "end of DATA", item.phase)
 
-    def _read_rset(self, item: _Item) -> None:
-        code, reply = self._reply(None, "RSET")
+    def _read_rset(self, item: _Item) -> Steps[None]:
+        code, reply = yield from self._reply(None, "RSET")
         if code != 250:
             raise self._end(self.driver._reply_error(code, reply, "RSET", item.phase))
 
@@ -330,23 +416,26 @@ class _Session:
             self.out[item.index] = error
         self.dirty = True
 
-    # -- replies -------------------------------------------------------------------------
+    # -- writes and replies --------------------------------------------------------------
+
+    def _add(self, data: bytes) -> Steps[None]:
+        self.outbox.add(data)
+        if self.outbox.full():
+            yield FLUSH
 
     def _command(
         self, item: _Item, line: bytes, step: str, *, go_ahead: bool = False
-    ) -> tuple[int, bytes]:
-        self.outbox.add(line)
-        self._flush()
-        return self._reply(item, step, go_ahead=go_ahead)
+    ) -> Steps[tuple[int, bytes]]:
+        yield from self._add(line)
+        yield FLUSH
+        return (yield from self._reply(item, step, go_ahead=go_ahead))
 
-    def _flush(self) -> None:
-        self.outbox.flush()
-
-    def _reply(self, item: _Item | None, step: str, *, go_ahead: bool = False) -> tuple[int, bytes]:
+    def _reply(
+        self, item: _Item | None, step: str, *, go_ahead: bool = False
+    ) -> Steps[tuple[int, bytes]]:
         """The next reply, which answers ``item``'s ``step``; a ``421``, or a reply that
         cannot answer that step, ends the session (``item`` gets it as its error)."""
-        self.connection.set_timeout(self.driver._timeout())
-        code, reply = self.smtp.getreply()
+        code, reply = yield READ
         in_step = 200 <= code < 300 or 400 <= code < 600 or (go_ahead and code == 354)
         if code == 421 or not in_step:
             phase = item.phase if item is not None else _envelope()
@@ -402,6 +491,54 @@ class _Session:
                 )  # fmt: skip
                 error.__cause__ = cause
                 self.out[index] = error
+
+
+class _Session(Transactions):
+    """:class:`Transactions` over a blocking connection (``send_batch``)."""
+
+    def __init__(
+        self,
+        driver: SMTPDriver,
+        connection: _Connection,
+        messages: Sequence[Message],
+        out: list[Receipt | Exception | None],
+        todo: list[int],
+    ) -> None:
+        self.connection = connection
+        self.smtp = connection.smtp
+        self.socket = _SocketOutbox(connection, driver._timeout)
+        super().__init__(driver, messages, out, todo, self.socket, self.smtp.has_extn)
+
+    def run(self) -> bool:
+        """Do the I/O :meth:`steps` asks for; True when the connection is clean for reuse."""
+        return drive(self.steps(), self._do)
+
+    def _do(self, op: Op) -> Any:
+        if isinstance(op, Read):
+            self.connection.set_timeout(self.driver._timeout())
+            return self.smtp.getreply()
+        if isinstance(op, Content):
+            op.plan.write(self.socket.add)
+        else:
+            self.socket.flush()
+        return None
+
+
+def drive(steps: Steps[T], do: Callable[[Op], Any]) -> T:
+    """Run ``steps`` with ``do`` doing each I/O; an exception it raises is thrown in."""
+    answer: Any = None
+    failed: Exception | None = None
+    while True:
+        try:
+            op = steps.send(answer) if failed is None else steps.throw(failed)
+        except StopIteration as stop:
+            result: T = stop.value
+            return result
+        answer, failed = None, None
+        try:
+            answer = do(op)
+        except Exception as exc:
+            failed = exc
 
 
 def _envelope() -> _Phase:
