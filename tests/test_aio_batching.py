@@ -29,6 +29,7 @@ from mailfailover import (
     SendResult,
 )
 from mailfailover.aio import AsyncFailoverMailer
+from mailfailover.drivers import _smtp_async_batch
 from mailfailover.drivers.postmark import PostmarkDriver
 from mailfailover.drivers.smtp import SMTPDriver
 from mailfailover.health import State
@@ -298,23 +299,38 @@ def test_a_drivers_own_blocking_batch_is_kept_under_asyncio() -> None:
     ]
 
 
-def test_smtp_batches_under_asyncio_are_native_sends_not_a_thread() -> None:
-    """SMTP's blocking ``send_batch`` is pipelined, but under asyncio its batch is the
-    native ``asend`` of each message (a cancelled send must stop at once)."""
+def test_smtp_batches_under_asyncio_are_native_pipelined_batches_not_a_thread(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Under asyncio an SMTP batch is the native pipelined batch on aiosmtplib (the same
+    session as the blocking ``send_batch``, tests/drivers/test_smtp_async_batch.py), in
+    the event loop's thread: never the blocking ``send_batch`` in a worker thread, nor an
+    ``asend`` per message."""
     smtp = SMTPDriver(name="smtp", host="127.0.0.1", port=2525, security="none")
-    natively: list[str] = []
+    batches: list[tuple[list[str], int]] = []
 
-    async def asend(message: Message) -> Receipt:
-        natively.append(message.message_id)
-        return Receipt(driver="smtp", message_id=message.message_id)
+    async def native(side: Any, batch: Sequence[Message]) -> list[Receipt | Exception]:
+        assert side.driver is smtp
+        batches.append(([m.message_id for m in batch], threading.get_ident()))
+        return [Receipt(driver="smtp", message_id=m.message_id) for m in batch]
 
-    def blocked(messages: Sequence[Message]) -> list[Receipt | Exception]:
-        raise AssertionError("the blocking send_batch was called under asyncio")
+    def blocked(*args: Any) -> Any:
+        raise AssertionError("a blocking or one-by-one path was used under asyncio")
 
-    smtp.asend = asend  # type: ignore[method-assign]
+    monkeypatch.setattr(_smtp_async_batch, "send_batch", native)
+    smtp.asend = blocked  # type: ignore[method-assign]
     smtp.send_batch = blocked  # type: ignore[method-assign]
     items = messages(30)
-    results = send_many_async([smtp], items, concurrency=3)
+    loop_thread: list[int] = []
+
+    async def scenario() -> list[SendResult | MailError]:
+        loop_thread.append(threading.get_ident())
+        async with AsyncFailoverMailer([smtp]) as mailer:
+            return await mailer.send_many(items, concurrency=3)
+
+    results = asyncio.run(scenario())
     assert smtp.batch_size == 25
-    assert sorted(natively) == sorted(m.message_id for m in items)
+    assert sorted(len(ids) for ids, _ in batches) == [5, 25]
+    assert sorted(i for ids, _ in batches for i in ids) == sorted(m.message_id for m in items)
+    assert {thread for _, thread in batches} == set(loop_thread)
     assert all(isinstance(r, SendResult) for r in results)
