@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+import threading
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -136,11 +137,23 @@ def test_async_batch_arrives_exactly_as_the_blocking_batch_sends_it(
 def test_large_streamed_message_in_the_middle_of_a_batch_arrives_whole(
     server: LoopbackController, wire: Wire
 ) -> None:
-    """A message over the in-memory limit (generated in a worker thread, written 64 KB at
-    a time) between two small ones: all three arrive, the large one byte-exact."""
+    """A message over the in-memory limit (planned and generated in a worker thread,
+    written 64 KB at a time) between two small ones: all three arrive, the large one
+    byte-exact."""
     blob = bytes(range(256)) * 6000  # 1.5 MB, base64 on the wire
     big = simple_message(subject="big", attachments=[Attachment("blob.bin", blob)])
-    out, pooled = abatch(plain_driver(server), [*numbered(1), big, *numbered(1)])
+    driver = plain_driver(server)
+    plan = driver.plan
+    planned_in: dict[str, int] = {}
+
+    def recorded(message: Message, has_extn: Any) -> Any:
+        planned_in[str(message.subject)] = threading.get_ident()
+        return plan(message, has_extn)
+
+    driver.plan = recorded  # type: ignore[method-assign]
+    out, pooled = abatch(driver, [*numbered(1), big, *numbered(1)])
+    here = threading.get_ident()  # asyncio.run's loop runs in this thread
+    assert planned_in["message 1"] == here and planned_in["big"] != here
     assert delivered(out) == ["Q00001", "Q00002", "Q00003"]
     [attachment] = [p for p in parsed(wire.messages[1].content).walk() if p.get_filename()]
     assert attachment.get_content() == blob

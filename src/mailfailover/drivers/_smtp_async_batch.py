@@ -33,7 +33,8 @@ from ..errors import DeliveryError
 from ..message import Message
 from ._smtp_async import CAUGHT, in_smtplib_terms
 from ._smtp_batch import Batch, Content, Op, Outbox, Read, Transactions
-from .smtp import _Phase
+from ._smtp_data import STREAM_ABOVE, estimated_size
+from .smtp import _Phase, _Plan
 
 if TYPE_CHECKING:
     from ._smtp_async import AsyncSMTP, _Connection
@@ -101,6 +102,7 @@ class _AsyncSession(Transactions):
         self.smtp = connection.smtp
         super().__init__(driver, messages, out, todo, Outbox(), self.smtp.supports_extension)
         self.replies: _Replies | None = None
+        self.planned: dict[int, _Plan | Exception] = {}  # worked out in a worker thread
 
     async def run(self) -> bool:
         """Do the I/O :meth:`steps` asks for; True when the connection is clean for reuse."""
@@ -113,6 +115,7 @@ class _AsyncSession(Transactions):
         ):  # else the first write finds the connection gone
             self.replies = _Replies(transport, protocol)
             transport.set_protocol(self.replies)
+        await self._plan_large()
         try:
             steps = self.steps()
             answer: Any = None
@@ -135,6 +138,27 @@ class _AsyncSession(Transactions):
         finally:
             if self.replies is not None and protocol is not None:
                 self.replies.transport.set_protocol(protocol)
+
+    async def _plan_large(self) -> None:
+        """The plans of messages above the in-memory limit, worked out in a worker thread
+        (as ``asend`` does): generating them takes a while, not in the event loop."""
+        for index in self.todo:
+            message = self.messages[index]
+            if estimated_size(message) > STREAM_ABOVE:
+                try:
+                    plan = await asyncio.to_thread(self.driver.plan, message, self.has_extn)
+                except Exception as exc:  # raised where the session plans it
+                    self.planned[index] = exc
+                else:
+                    self.planned[index] = plan
+
+    def _plan(self, index: int, message: Message) -> _Plan:
+        planned = self.planned.pop(index, None)
+        if planned is None:
+            return super()._plan(index, message)
+        if isinstance(planned, Exception):
+            raise planned
+        return planned
 
     async def _do(self, op: Op) -> Any:
         replies = self.replies

@@ -320,10 +320,13 @@ class Transactions:
         phase = _envelope()
         try:
             with self.driver._errors(phase):
-                return _Item(index, message, self.driver.plan(message, self.has_extn), phase)
+                return _Item(index, message, self._plan(index, message), phase)
         except Exception as exc:
             self.out[index] = exc
             return None
+
+    def _plan(self, index: int, message: Message) -> _Plan:
+        return self.driver.plan(message, self.has_extn)
 
     def _pipelined(self, item: _Item) -> Steps[None]:
         """One group: [previous content + end mark] [RSET] MAIL FROM, RCPT TO…, DATA."""
