@@ -20,9 +20,9 @@ Target: the async mailer at least 5x the throughput of the threaded pool.
 offering PIPELINING) that holds every reply back by ``--latency`` (default there 5 ms: an
 SMTP send is four or five round trips), with one more variant: the async mailer with the
 SMTP driver run in worker threads (``Driver.asend``'s default, what it did before the
-native aiosmtplib path). The threaded ``send_many`` batches and pipelines (batch_size 25);
-the async one batches too, but sends each message of a batch natively on its own (no
-pipelining on aiosmtplib). No target; the ratios are reported.
+native aiosmtplib path). Both ``send_many`` batch (batch_size 25) and pipeline: the threaded one
+on blocking sockets, the async one natively on aiosmtplib (``SMTPDriver.asend_batch``, the
+same session). No target; the ratios are reported.
 
     python bench/async_send.py --driver smtp [--messages 1000] [--concurrency 100]
 """
