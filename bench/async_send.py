@@ -35,7 +35,7 @@ import gc
 import sys
 import time
 import tracemalloc
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +65,9 @@ class _ThreadedSMTP(SMTPDriver):
 
     async def asend(self, message: Message) -> Receipt:
         return await Driver.asend(self, message)
+
+    async def asend_batch(self, messages: Sequence[Message]) -> list[Receipt | Exception]:
+        return await self.asend_each(messages)  # a thread per message, as before
 
     async def aclose(self) -> None:
         await Driver.aclose(self)
