@@ -11,9 +11,11 @@ ends mid-batch (drop, 421, timeout, cancellation), the pool, TLS and AUTH, the m
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl
 import threading
 from collections.abc import Awaitable, Callable
+from types import SimpleNamespace
 from typing import Any, TypeVar
 
 import pytest
@@ -33,6 +35,7 @@ from smtp_support import (
 from mailfailover import Attachment, MemoryDriver, SendResult
 from mailfailover.aio import AsyncFailoverMailer
 from mailfailover.driver import Receipt
+from mailfailover.drivers._smtp_async_batch import _AsyncSession, _Replies
 from mailfailover.drivers.smtp import SMTPDriver
 from mailfailover.errors import MessageRejected, ProviderUnavailable, UnsupportedFeature
 from mailfailover.message import Message
@@ -369,6 +372,25 @@ def test_a_pooled_connection_closed_before_the_batch_is_retried_once(
     assert server.handler.connections == 2
 
 
+def test_after_a_batch_aiosmtplib_has_its_connection_back(
+    server: LoopbackController, wire: Wire
+) -> None:
+    """The batch's reply reader gives the transport back to aiosmtplib: the pooled
+    connection then carries an ``asend`` (RSET on checkout) and another batch."""
+    driver = plain_driver(server)
+
+    async def scenario() -> list[Receipt | Exception]:
+        first = await driver.asend_batch(numbered(2))
+        alone = await driver.asend(simple_message(subject="alone"))
+        return [*first, alone, *await driver.asend_batch(numbered(2))]
+
+    out = run(driver, scenario)
+    assert len(delivered(out)) == 5
+    assert server.handler.connections == 1
+    assert wire.rsets == 2
+    assert wire.subjects() == ["message 1", "message 2", "alone", "message 1", "message 2"]
+
+
 # -- TLS and AUTH ---------------------------------------------------------------------------
 
 
@@ -427,3 +449,51 @@ def test_send_many_fails_over_exactly_the_messages_a_drop_cost(
     via_backup = [str(m.subject) for m in backup.outbox]
     assert sorted(via_smtp + via_backup) == sorted(f"message {i}" for i in range(1, 7))
     assert server.handler.connections == 1
+
+
+# -- what counts as sent ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("end_mark_at", "ambiguous"), [(100, True), (4_000_101, False)])
+def test_a_mark_handed_to_the_transport_counts_as_sent_though_not_drained(
+    end_mark_at: int, ambiguous: bool
+) -> None:
+    """Bytes handed to the transport may have left: a message whose end-of-data mark was
+    handed over before the write timed out waiting to drain is ambiguous, one whose mark
+    was not handed over is not; the message after it (its envelope in the same write)
+    never is. A real socket pair whose peer does not read (no SMTP server stalls on cue)."""
+    ours, peer = socket.socketpair()
+    ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    driver = SMTPDriver(name="relay", host="127.0.0.1", port=2525, security="none", timeout=0.2)
+    out: list[Receipt | Exception | None] = [None, None]
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        transport, protocol = await loop.connect_accepted_socket(asyncio.Protocol, ours)
+        smtp = SimpleNamespace(transport=transport, protocol=protocol,
+                               supports_extension=lambda name: name == "pipelining")  # fmt: skip
+        session = _AsyncSession(driver, SimpleNamespace(smtp=smtp), numbered(2), out, [0, 1])
+        replies = session.replies = _Replies(transport, protocol)
+        transport.set_protocol(replies)
+        try:
+            carried, current = session._prepare(0), session._prepare(1)
+            assert carried is not None and current is not None
+            session.carry, session.current = carried, current
+            session.outbox.add(b"x" * 100)  # the carried message's content and end mark
+            carried.end_at = end_mark_at
+            session.outbox.add(b"y" * 4_000_000)  # the next group, more than the socket takes
+            with pytest.raises(TimeoutError) as caught:
+                await session._flush(replies)
+            assert session.outbox.sent == 4_000_100  # all handed over, not all drained
+            session._lost(caught.value)
+        finally:
+            transport.abort()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        peer.close()
+    first, second = out
+    assert isinstance(first, ProviderUnavailable) and isinstance(second, ProviderUnavailable)
+    assert (first.reason, first.ambiguous) == ("timeout", ambiguous)
+    assert (second.reason, second.ambiguous) == ("timeout", False)
