@@ -18,6 +18,10 @@ receipt are the blocking driver's own, so the two paths cannot drift.
 * **Timeouts**: each step (connect, greeting, each command, each 64 KB of DATA written,
   the final reply) waits at most ``timeout`` seconds, shortened to what is left of the
   mailer's deadline (:func:`~mailfailover.driver.remaining_time`).
+* **Batches** (``asend_batch``, :mod:`._smtp_async_batch`): the blocking batch's
+  sans-I/O session over a connection of this pool, pipelined where offered; aiosmtplib's
+  protocol cannot read pipelined replies, so for the batch the transport is lent to a
+  reply reader of the driver's (``transport.set_protocol``) and given back after.
 * **Errors**: :data:`AIOSMTPLIB_ERRORS` says, for every exception class ``aiosmtplib``
   defines, what the same failure is in :mod:`smtplib`'s (and the socket layer's) terms, so
   that the sync driver's classifier decides it; a test walks aiosmtplib's hierarchy so a
