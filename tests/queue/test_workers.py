@@ -25,12 +25,13 @@ def _delivered(stand_in: Any) -> Counter[str]:
     return Counter(i.decode() for i in stand_in.ids if i is not None)
 
 
-def test_sigkill_of_a_worker_mid_run_loses_nothing_and_sends_nothing_twice(
+def test_sigkill_of_a_worker_mid_run_sends_nothing_twice_and_loses_only_the_known_window(
     queue_config, workers, stand_in, run_id, redis_server
 ):
     """500 messages, two workers; one is killed with SIGKILL (pool and all) while it holds
     tasks. Its tasks come back after the visibility timeout and the other worker finishes
-    them: every message is sent exactly once, or dead because it was mid-send (ambiguous)."""
+    them: every message is sent exactly once, or dead because it was mid-send (ambiguous),
+    or — kombu's Redis window, docs/queue.md "Known limit" — never taken, with no attempt."""
     config = queue_config()
     first, second = workers(config), workers(config)
     first.wait_ready()
@@ -54,10 +55,20 @@ def test_sigkill_of_a_worker_mid_run_loses_nothing_and_sends_nothing_twice(
     records = wait_final(config, ids, timeout=90)
     outbox.close()
     assert not orphaned & set(broker.hkeys("unacked")), "an orphaned task never came back"
+    # The one documented loss (docs/queue.md, "Known limit"): kombu's Redis transport pops
+    # a task, then records it as unacknowledged; a worker killed between the two loses it.
+    # Only that is accepted: at most the tasks the killed worker could have been taking
+    # (its prefetch), each left `queued` with no attempt, and no task left in the broker.
+    lost = [m for m, r in records.items() if r["status"] == "queued"]
+    if lost:
+        assert len(lost) <= 2, lost
+        assert all(records[m]["tries"] == 0 and not records[m]["attempts"] for m in lost)
+        assert broker.llen(f"mail-{run_id}") == 0 and broker.hlen("unacked") == 0
+        records = {m: r for m, r in records.items() if m not in lost}
     broker.close()
 
     statuses = Counter(r["status"] for r in records.values())
-    assert len(records) == 500, "a message has no delivery record"
+    assert len(records) + len(lost) == 500, "a message has no delivery record"
     assert set(statuses) <= {"sent", "dead"}, statuses
     delivered = _delivered(stand_in)
     assert max(delivered.values()) == 1, [m for m, n in delivered.items() if n > 1]
