@@ -17,6 +17,7 @@ pytest.importorskip("aioresponses")
 
 import aiohttp.client_exceptions as ce
 import aioresponses
+from batch_support import BATCH_URL, ONE_URL, TOKEN, messages, ok
 from yarl import URL
 
 from mailfailover import (
@@ -32,22 +33,10 @@ from mailfailover.driver import Driver
 from mailfailover.drivers.postmark import PostmarkDriver
 from mailfailover.drivers.resend import ResendDriver
 from mailfailover.message import Message
-from mailfailover.testing import MemoryDriver, simple_message
+from mailfailover.testing import MemoryDriver
 
-TOKEN = "b1e2c3d4-aaaa-bbbb-cccc-0123456789ab"  # made up
-BATCH_URL = "https://api.postmarkapp.com/email/batch"
-ONE_URL = "https://api.postmarkapp.com/email"
 RESEND_KEY = "re_made_up_key_0123456789"
 RESEND_BATCH = "https://api.resend.com/emails/batch"
-
-
-def ok(n: int) -> dict[str, Any]:
-    return {"ErrorCode": 0, "Message": "OK", "MessageID": f"pm-{n}",
-            "SubmittedAt": "2026-03-01T12:00:00.0000000Z", "To": f"r{n}@example.com"}  # fmt: skip
-
-
-def messages(n: int) -> list[Message]:
-    return [simple_message(to=[f"r{i}@example.com"], subject=f"Hello {i}") for i in range(n)]
 
 
 @pytest.fixture

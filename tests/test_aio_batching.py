@@ -17,6 +17,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 from _servers import HANG, RESET, Answer, StandInServer
+from batch_support import TOKEN, messages, ok
 
 from mailfailover import (
     AllProvidersFailed,
@@ -36,8 +37,6 @@ from mailfailover.health import State
 from mailfailover.message import Message
 from mailfailover.testing import FakeClock, simple_message
 
-TOKEN = "b1e2c3d4-aaaa-bbbb-cccc-0123456789ab"  # made up
-
 
 @pytest.fixture(scope="module")
 def _server() -> Iterator[StandInServer]:
@@ -54,16 +53,6 @@ def stand_in(_server: StandInServer) -> StandInServer:
 
 def postmark(server: StandInServer, **settings: Any) -> PostmarkDriver:
     return PostmarkDriver(name="postmark", server_token=TOKEN, base_url=server.url, **settings)
-
-
-def messages(n: int, start: int = 0) -> list[Message]:
-    return [simple_message(to=[f"r{i}@example.com"], subject=f"Hello {i}")
-            for i in range(start, start + n)]  # fmt: skip
-
-
-def ok(n: int) -> dict[str, Any]:
-    return {"ErrorCode": 0, "Message": "OK", "MessageID": f"pm-{n}",
-            "SubmittedAt": "2026-03-01T12:00:00.0000000Z", "To": f"r{n}@example.com"}  # fmt: skip
 
 
 def send_many_async(

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 import requests
 import responses
+from batch_support import BATCH_URL, ONE_URL, TOKEN, messages, ok
 
 from mailfailover import (
     AllProvidersFailed,
@@ -22,19 +23,6 @@ from mailfailover import (
 from mailfailover.drivers.postmark import PostmarkDriver
 from mailfailover.drivers.resend import ResendDriver
 from mailfailover.testing import MemoryDriver, simple_message
-
-TOKEN = "b1e2c3d4-aaaa-bbbb-cccc-0123456789ab"  # made up
-BATCH_URL = "https://api.postmarkapp.com/email/batch"
-ONE_URL = "https://api.postmarkapp.com/email"
-
-
-def ok(n: int) -> dict[str, Any]:
-    return {"ErrorCode": 0, "Message": "OK", "MessageID": f"pm-{n}",
-            "SubmittedAt": "2026-03-01T12:00:00.0000000Z", "To": f"r{n}@example.com"}  # fmt: skip
-
-
-def messages(n: int) -> list[Any]:
-    return [simple_message(to=[f"r{i}@example.com"], subject=f"Hello {i}") for i in range(n)]
 
 
 def mailer(**settings: Any) -> tuple[FailoverMailer, MemoryDriver]:
