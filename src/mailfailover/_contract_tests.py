@@ -8,6 +8,8 @@ import time, and :mod:`mailfailover.testing` must import on an install without p
 from __future__ import annotations
 
 import asyncio
+import gc
+import warnings
 from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
 from typing import Any, ClassVar, Literal, TypeVar
 
@@ -55,6 +57,8 @@ class DriverContractTests:
     whose fake provider only fakes a blocking client keeps passing; set
     ``colours = ("sync", "async")`` to check ``asend`` too (:class:`HttpDriverContractTests`
     does). Tests of your own can use :meth:`send` and :meth:`mailer_send` the same way.
+    An ``async`` test ends by closing its loop and checking that no transport or socket
+    was left open for the garbage collector.
     """
 
     secrets: ClassVar[tuple[str, ...]] = ()
@@ -77,6 +81,8 @@ class DriverContractTests:
             yield
         finally:
             self._loop.close()
+            del self._loop
+        _assert_no_socket_outlived_its_loop()
 
     def run(self, coroutine: Coroutine[Any, Any, _T]) -> _T:
         """Run ``coroutine`` in this test's event loop (the ``async`` colour)."""
@@ -191,6 +197,17 @@ class DriverContractTests:
         """close() may be called twice."""
         contract_driver.close()
         contract_driver.close()
+
+
+def _assert_no_socket_outlived_its_loop() -> None:
+    """The ``async`` colour's last check: once the driver is closed and its event loop
+    closed, no transport or socket is left for the garbage collector to find (it would
+    warn, at a random later moment, in whatever test happens to be running)."""
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always", ResourceWarning)
+        gc.collect()
+    left = [str(w.message) for w in seen if issubclass(w.category, ResourceWarning)]
+    assert not left, f"left open when the event loop closed: {left}"
 
 
 def connection_refused() -> Exception:

@@ -23,6 +23,7 @@ import socket
 import ssl
 import sys
 import threading
+import time
 import warnings
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, TypeVar
@@ -720,6 +721,46 @@ def test_a_new_event_loop_gets_a_new_pool_and_the_old_sockets_are_closed(
     assert [w for w in seen if issubclass(w.category, ResourceWarning)] == []
     assert len(smtp_server.handler.messages) == 2
     assert smtp_server.handler.connections == 2
+
+
+@pytest.mark.parametrize("security", ["starttls", "ssl"])
+def test_a_tls_connection_closed_by_aiosmtplib_frees_its_socket_before_the_loop_ends(
+    smtp_server_factory: ServerFactory,
+    server_tls_context: ssl.SSLContext,
+    ca_file: str,
+    security: str,
+) -> None:
+    """aiosmtplib closes a connection itself after a 421; under TLS its close() starts a
+    close_notify exchange that needs the peer and more turns of the loop. Here the server
+    sleeps right after its 421, and the loop is closed as soon as the send has failed (as
+    the contract tests do): the socket must be closed already, not left for the garbage
+    collector (the ResourceWarning that once failed CI, attributed to a later test)."""
+    if security == "starttls":
+        server = smtp_server_factory(tls_context=server_tls_context, require_starttls=True)
+    else:
+        server = smtp_server_factory(ssl_context=server_tls_context)
+
+    async def handle_mail(*args: Any) -> str:
+        asyncio.get_running_loop().call_soon(time.sleep, 1.0)  # after the reply is written
+        return "421 4.3.2 Service shutting down"
+
+    server.handler.handle_MAIL = handle_mail
+    driver = SMTPDriver(name="tls", host="127.0.0.1", port=server.port, ca_file=ca_file,
+                        security=security, timeout=5)  # fmt: skip
+
+    async def scenario() -> None:
+        with pytest.raises(ProviderUnavailable):
+            await driver.asend(simple_message())
+        await driver.aclose()
+
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        loop = asyncio.new_event_loop()
+        loop.run_until_complete(scenario())
+        loop.close()
+        del loop
+        gc.collect()
+    assert [str(w.message) for w in seen if issubclass(w.category, ResourceWarning)] == []
 
 
 def test_a_second_loop_while_the_first_is_open_is_refused(

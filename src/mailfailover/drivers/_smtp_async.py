@@ -22,6 +22,12 @@ receipt are the blocking driver's own, so the two paths cannot drift.
   sans-I/O session over a connection of this pool, pipelined where offered; aiosmtplib's
   protocol cannot read pipelined replies, so for the batch the transport is lent to a
   reply reader of the driver's (``transport.set_protocol``) and given back after.
+* **Closing**: every close ends in ``transport.abort()`` (:class:`_Session`). aiosmtplib
+  closes a connection itself after a 421, on an error and after QUIT; under TLS its
+  ``transport.close()`` starts a ``close_notify`` exchange that needs more turns of the
+  loop, and an ``asyncio.run`` that ends first leaves the socket open (a
+  ``ResourceWarning`` for the garbage collector). The sync driver's ``smtplib`` closes the
+  socket without ``close_notify`` too.
 * **Errors**: :data:`AIOSMTPLIB_ERRORS` says, for every exception class ``aiosmtplib``
   defines, what the same failure is in :mod:`smtplib`'s (and the socket layer's) terms, so
   that the sync driver's classifier decides it; a test walks aiosmtplib's hierarchy so a
@@ -142,6 +148,17 @@ def in_smtplib_terms(exc: BaseException) -> OSError:
 
 class _Abandoned(Exception):
     """The send that streamed this DATA is gone: stop generating it."""
+
+
+class _Session(aiosmtplib.SMTP):
+    """aiosmtplib's client, whose every close (its own, after a 421, an error or QUIT,
+    and ours) releases the socket now rather than after a TLS goodbye (module doc)."""
+
+    def close(self) -> None:
+        transport = self.transport
+        super().close()
+        if isinstance(transport, asyncio.WriteTransport):
+            transport.abort()  # after close(): ends a close_notify exchange it started
 
 
 class _Connection:
@@ -339,7 +356,7 @@ class AsyncSMTP:
         s = driver.settings
         local_hostname = s["local_hostname"] or await asyncio.to_thread(_fqdn)
         implicit = s["security"] == "ssl"
-        smtp = aiosmtplib.SMTP(
+        smtp = _Session(
             hostname=s["host"],
             port=s["port"],
             local_hostname=local_hostname,
