@@ -1,4 +1,5 @@
-"""The queue's commands: ``mailfailover worker`` and ``mailfailover queue status|dead``.
+"""The queue's commands: ``mailfailover worker`` and ``mailfailover queue
+status|dead|redrive``.
 
 Exit codes follow the ``mailfailover`` command's: 0 done (a status was found), 1 the message
 is unknown or a re-drive failed, 2 usage or configuration error.
@@ -36,9 +37,28 @@ def add_commands(commands: Any) -> None:
     dead = actions.add_parser("dead", help="list dead letters (or --retry them)")
     dead.add_argument("--retry", nargs="?", const="all", metavar="MESSAGE_ID",
                       help="put one dead letter (or all) back on the queue")  # fmt: skip
-    for parser in (status, dead):
+    redrive = actions.add_parser(
+        "redrive", help="publish again the tasks of queued messages no worker has touched"
+    )
+    redrive.add_argument(
+        "--older-than",
+        type=_seconds,
+        metavar="SECONDS",
+        help="untouched for this long (default: the visibility timeout)",
+    )
+    for parser in (status, dead, redrive):
         parser.add_argument("--config", metavar="PATH")
         parser.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be 0 or more seconds: {text!r}")
+    return value
 
 
 def run(args: argparse.Namespace) -> int:
@@ -55,12 +75,27 @@ def run(args: argparse.Namespace) -> int:
     try:
         if args.queue_command == "status":
             return _status(outbox, args)
+        if args.queue_command == "redrive":
+            return _redrive(outbox, args)
         return _dead(outbox, args)
     except StoreError as exc:
         print(f"mailfailover: the state store did not answer: {exc}", file=sys.stderr)
         return 1
     finally:
         outbox.close()
+
+
+def _redrive(outbox: Any, args: argparse.Namespace) -> int:
+    try:
+        published = outbox.redrive_lost(older_than=args.older_than)
+    except MailError as exc:
+        print(f"mailfailover: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps({"published": published}))
+    else:
+        print(f"{published} lost task{'' if published == 1 else 's'} published again")
+    return 0
 
 
 def _status(outbox: Any, args: argparse.Namespace) -> int:

@@ -29,6 +29,15 @@ make the mail exactly-once while the queue is only at-least-once:
   message is ``dead``, with every attempt kept, an error-level log line and the ``on_dead``
   hook. A dead letter keeps the message itself under ``dead:<Message-ID>`` for a re-drive.
 
+* **Nothing is lost with the broker's task** (a transactional outbox). The message's
+  content is kept in the store, under ``outbox:<Message-ID>`` with a small index entry
+  ``pending:<Message-ID>``, from before its task is published until its record is final.
+  :func:`redrive` (run by the workers, one at a time across the fleet) publishes a new
+  task for a record still ``queued`` that nobody has touched for the broker's visibility
+  timeout: its task was lost (a worker killed as it took it, an enqueuer that died
+  between the store and the broker). A task that was only slow comes back twice, and the
+  rules above make the second copy do nothing.
+
 The store here must be the raw store, not one that falls back to memory when the server is
 down: a :class:`~mailfailover.state.StoreError` stops the try before anything is sent, and the
 task comes back later.
@@ -57,11 +66,13 @@ from .state import StateStore, StoreError, Unchanged
 
 __all__ = [
     "FINAL_STATUSES",
+    "REDRIVE_LIMIT",
     "STATUSES",
     "DeliveryPolicy",
     "DeliveryRecords",
     "Outcome",
     "deliver",
+    "redrive",
 ]
 
 logger = logging.getLogger("mailfailover")
@@ -73,8 +84,12 @@ EARLY_SLACK = 0.25
 #: Share of the lease during which a try trusts that nobody else holds it (see _Held).
 LEASE_TRUST = 0.9
 
+#: At most this many lost tasks are published again by one :func:`redrive` sweep.
+REDRIVE_LIMIT = 500
+
 Record = dict[str, Any]
 OnDead = Callable[[str, Record], object]
+Publish = Callable[[Mapping[str, Any], float], None]
 
 
 @attrs.frozen
@@ -152,6 +167,40 @@ class DeliveryRecords:
     @staticmethod
     def dead_key(message_id: str) -> str:
         return f"dead:{message_id}"
+
+    @staticmethod
+    def content_key(message_id: str) -> str:
+        return f"outbox:{message_id}"
+
+    @staticmethod
+    def pending_key(message_id: str) -> str:
+        return f"pending:{message_id}"
+
+    def keep_content(
+        self, message_id: str, message: Mapping[str, Any], *, at: float, ttl: float
+    ) -> None:
+        """Keep a message's content until its record is final (module doc): the content
+        under ``outbox:``, and a small ``pending:`` entry that :func:`redrive` scans. Both
+        expire with the record (``ttl``) if nothing removes them first."""
+        self.store.set(self.content_key(message_id), _dumps(dict(message)), ttl=ttl)
+        self.store.set(self.pending_key(message_id), _dumps({"at": at}), ttl=ttl)
+
+    def content(self, message_id: str) -> dict[str, Any] | None:
+        """The content kept for a message not yet final, in :meth:`Message.to_dict` shape."""
+        return _loads(self.store.get(self.content_key(message_id)))
+
+    def forget_content(self, message_id: str) -> None:
+        """Drop a message's kept content (its record is final, or it was never queued)."""
+        self.store.delete(self.pending_key(message_id))
+        self.store.delete(self.content_key(message_id))
+
+    def pending(self) -> list[tuple[str, float]]:
+        """Every message whose content is kept, as ``(message_id, kept_at)``."""
+        found = []
+        for key, raw in self.store.scan("pending:"):
+            entry = _loads(raw) or {}
+            found.append((key[len("pending:") :], float(entry.get("at", 0.0))))
+        return found
 
     def get(self, message_id: str) -> Record | None:
         return _loads(self.store.get(self.key(message_id)))
@@ -268,6 +317,7 @@ class DeliveryRecords:
         record = self.change(message_id, fn, ttl=max_age + self.keep)
         if record is None or record.get("status") != "queued":
             return None
+        self.keep_content(message_id, message, at=now, ttl=max_age + self.keep)
         self.store.delete(self.dead_key(message_id))
         return message
 
@@ -376,6 +426,8 @@ def deliver(
             created = now if enqueued_at is None else float(enqueued_at)
             record = {"message_id": message_id, "status": "queued", "created": created,
                       "expires": created + policy.max_age, "tries": 0, "attempts": []}  # fmt: skip
+            live = max(created + policy.max_age - now, 0.0) + policy.keep
+            records.keep_content(message_id, data, at=created, ttl=live)
         held.record = record
         if record["status"] in FINAL_STATUSES:
             logger.debug("%s is already %s; nothing to do", message_id, record["status"])
@@ -491,6 +543,7 @@ def _settle(
         return record
 
     _write_final(held, fn, keep)
+    _forget_content(held.records, held.message_id)
     if status == "sent":
         logger.info("%s sent through %s on try %d", held.message_id, driver, tries)
 
@@ -556,6 +609,7 @@ def _bury(
 
     # A dead letter has no expiry: it waits for an operator.
     record = _write_final(held, fn, None)
+    _forget_content(held.records, message_id)  # kept under dead: for a re-drive
     if record.get("status") != "dead":
         return Outcome("done", str(record.get("status", "dead")), tried=True)
     logger.error("%s is dead after %d tries: %s", message_id, tries, error)
@@ -565,3 +619,91 @@ def _bury(
         except Exception:
             logger.exception("the on_dead hook raised")
     return Outcome("done", "dead", tried=True)
+
+
+def _forget_content(records: DeliveryRecords, message_id: str) -> None:
+    """Drop a final message's kept content; on a store error :func:`redrive` does it later."""
+    try:
+        records.forget_content(message_id)
+    except StoreError:
+        logger.warning("could not drop the kept content of %s; a later sweep does", message_id)
+
+
+def _last_touched(record: Record | None, kept_at: float) -> float:
+    """When anything last happened to a message: kept, created, tried, scheduled, revived
+    or published again. Its task is lost when this is older than the visibility timeout."""
+    moments = [kept_at]
+    if record is not None:
+        for field in ("created", "next_try", "redriven", "revived", "finished"):
+            value = record.get(field)
+            if isinstance(value, (int, float)):
+                moments.append(float(value))
+        inflight = record.get("inflight")
+        if isinstance(inflight, dict) and isinstance(inflight.get("since"), (int, float)):
+            moments.append(float(inflight["since"]))
+        attempts = record.get("attempts") or []
+        if attempts and isinstance(attempts[-1], dict):
+            at = attempts[-1].get("at")
+            if isinstance(at, (int, float)):
+                moments.append(float(at))
+    return max(moments)
+
+
+def redrive(
+    records: DeliveryRecords,
+    *,
+    publish: Publish,
+    stale_after: float,
+    max_age: float,
+    limit: int = REDRIVE_LIMIT,
+) -> int:
+    """Publish a new task for each message whose record is still ``queued`` and untouched
+    for ``stale_after`` seconds (the broker's visibility timeout: by then the broker has
+    handed out again every task it still holds, so one that has not come back is lost).
+    Returns how many were published, at most ``limit``.
+
+    ``publish(data, enqueued_at)`` puts a task on the queue. The record is marked
+    (``redriven``, ``redrives``) before the publish, atomically and only if it has not
+    changed since it was read: two sweepers never both publish it, and a publish that
+    fails is tried again one ``stale_after`` later. A message being sent (its lease is
+    held) is left alone. Kept content of a message already final is dropped on the way.
+    Raises :class:`~mailfailover.state.StoreError` when the store fails (nothing more is
+    published in this sweep).
+    """
+    now = records.store.now()
+    published = 0
+    for message_id, kept_at in records.pending():
+        if published >= limit:
+            break
+        record = records.get(message_id)
+        if record is not None and record.get("status") in FINAL_STATUSES:
+            records.forget_content(message_id)
+            continue
+        last = _last_touched(record, kept_at)
+        if now - last < stale_after:
+            continue
+        if records.store.get(records.lease_key(message_id)) is not None:
+            continue  # a worker is sending it right now
+        data = records.content(message_id)
+        if data is None:  # the index outlived its content: nothing can be sent
+            records.store.delete(records.pending_key(message_id))
+            continue
+        if record is None:  # the enqueue stopped between keeping the content and the record
+            records.create(message_id, created=kept_at, expires=kept_at + max_age)
+
+        def mark(r: Record, last: float = last, kept_at: float = kept_at) -> Record | None:
+            if r.get("status") in FINAL_STATUSES or _last_touched(r, kept_at) != last:
+                return None  # it moved since it was read: not lost after all
+            r["redriven"] = now
+            r["redrives"] = int(r.get("redrives", 0)) + 1
+            return r
+
+        expires = float((record or {}).get("expires", kept_at + max_age))
+        marked = records.change(message_id, mark, ttl=max(expires - now, 0.0) + records.keep)
+        if marked is None or marked.get("redriven") != now:
+            continue
+        publish(data, kept_at)
+        published += 1
+        logger.warning("%s: untouched for %.0f s, so its task was lost; published again "
+                       "(re-drive %d)", message_id, now - last, marked["redrives"])  # fmt: skip
+    return published

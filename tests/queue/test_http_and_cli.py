@@ -4,6 +4,7 @@ worker process."""
 
 from __future__ import annotations
 
+import base64
 import json
 import urllib.parse
 from pathlib import Path
@@ -152,3 +153,30 @@ def test_queue_status_and_dead_and_retry_from_the_command_line(queue_config, cap
     assert main(["queue", "dead", "--retry", message_id, "--config", str(config)]) == 1
     assert "not a dead letter" in capsys.readouterr().err
     assert main(["queue", "status", "<nobody@example.com>", "--config", str(config)]) == 1
+
+
+def test_queue_redrive_publishes_again_what_the_broker_lost(queue_config, capsys, run_id,
+                                                            redis_server):  # fmt: skip
+    """The operator's lever for the workers' sweep: a queued message whose task the broker
+    lost (its queue emptied here) is published again, once; a bad --older-than is usage."""
+    config = queue_config()
+    outbox = Outbox(config)
+    message_id = outbox.enqueue(queued_message(7, run_id))
+    outbox.close()
+    broker = redis.Redis(port=redis_server.port, db=1)
+    assert broker.delete(f"mail-{run_id}") == 1
+    base = ["queue", "redrive", "--config", str(config)]
+    assert main([*base, "--json"]) == 0  # not stale yet: a task may only be slow
+    assert json.loads(capsys.readouterr().out) == {"published": 0}
+    assert main([*base, "--older-than", "0"]) == 0
+    assert capsys.readouterr().out == "1 lost task published again\n"
+    queued = broker.lrange(f"mail-{run_id}", 0, -1)
+    broker.close()
+    assert len(queued) == 1
+    body = json.loads(base64.b64decode(json.loads(queued[0])["body"]))
+    assert body[0][0]["message_id"] == message_id
+    for bad in ("-1", "soon", "inf"):
+        with pytest.raises(SystemExit) as exited:
+            main([*base, "--older-than", bad])
+        assert exited.value.code == 2
+    assert "--older-than" in capsys.readouterr().err

@@ -34,6 +34,8 @@ def test_the_task_is_at_least_once_and_json_only() -> None:
     assert options["visibility_timeout"] == 600 + 60 + 60
     assert options["unacked_restore_interval"] == 10.0  # a tenth of 720 s, at most 10
     assert options["unacked_restore_throttle"] == 1
+    # kombu's 300 s would stop every restore for 5 minutes after a worker killed mid-sweep.
+    assert options["unacked_mutex_expire"] == 30.0
 
 
 def test_the_users_own_settings_are_kept_and_a_short_timeout_is_reported(
@@ -65,3 +67,4 @@ def test_the_restore_sweep_follows_a_short_visibility_timeout() -> None:
     queue = load_config({**CONFIG, "queue": short}).queue
     assert queue is not None
     assert broker_options(queue)["unacked_restore_interval"] == 0.5
+    assert broker_options(queue)["unacked_mutex_expire"] == 5.0

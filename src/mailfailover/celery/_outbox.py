@@ -4,28 +4,19 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from ..delivery import DeliveryRecords, Record
+from ..delivery import DeliveryRecords, Record, redrive
 from ..errors import InvalidMessage, QueueUnavailable
 from ..events import EventLog
 from ..message import Message
 from ..state import StateStore, StoreError, open_store
-from ._task import TASK_NAME, ConfigSource, install, load_queue_config
+from ._task import TASK_NAME, ConfigSource, install, load_queue_config, publish
 
 __all__ = ["Outbox", "make_app"]
 
 logger = logging.getLogger("mailfailover")
-
-#: How often a publish is tried when the broker refuses the connection.
-PUBLISH_TRIES = 2
-
-
-def _redacted(url: str) -> str:
-    from ..config import _redact_url
-
-    return _redact_url(url)
 
 
 def make_app(config: ConfigSource = None, **install_options: Any) -> Any:
@@ -78,15 +69,37 @@ class Outbox:
             raise InvalidMessage("enqueue() takes a mailfailover.Message", field=None)
         data = message.to_dict()
         enqueued_at = time.time()
-        self._publish(data, enqueued_at)
+        created = self._keep(message.message_id, data, enqueued_at)
         try:
-            self.records.create(
-                message.message_id, created=enqueued_at, expires=enqueued_at + self.queue.max_age
-            )
-        except StoreError as exc:
-            logger.warning("%s is queued; its record waits for the worker (%s)",
-                           message.message_id, exc)  # fmt: skip
+            self._publish(data, enqueued_at)
+        except QueueUnavailable:
+            if created:  # nothing is queued: nothing is recorded
+                self._forget(message.message_id)
+            raise
         return message.message_id
+
+    def _keep(self, message_id: str, data: dict[str, Any], enqueued_at: float) -> bool:
+        """The record and the kept content, before the broker has the task (so a task lost
+        later is re-driven: docs/queue.md); True when this call created the record. With
+        the store down the message still goes, and the worker writes both."""
+        try:
+            created = self.records.create(
+                message_id, created=enqueued_at, expires=enqueued_at + self.queue.max_age
+            )
+            self.records.keep_content(message_id, data, at=enqueued_at,
+                                      ttl=self.queue.max_age + self.queue.keep)  # fmt: skip
+        except StoreError as exc:
+            logger.warning("%s: the state store failed (%s); the worker writes its record",
+                           message_id, exc)  # fmt: skip
+            return False
+        return created
+
+    def _forget(self, message_id: str) -> None:
+        try:
+            self.records.store.delete(self.records.key(message_id))
+            self.records.forget_content(message_id)
+        except StoreError:
+            logger.warning("%s was not queued, and its record could not be removed", message_id)
 
     def status(self, message_id: str) -> dict[str, Any] | None:
         """What became of a message: ``status`` (queued, sent, rejected, suppressed, dead),
@@ -117,31 +130,20 @@ class Outbox:
             # Back to dead, with its content, so nothing is lost.
             self.records.bury(message_id, data, self.records.store.now())
             self.records.change(message_id, lambda r: {**r, "status": "dead"}, ttl=None)
+            self.records.forget_content(message_id)
             raise
         return True
 
-    def _publish(self, data: dict[str, Any], enqueued_at: float) -> None:
-        from kombu.exceptions import OperationalError
+    def redrive_lost(self, *, older_than: float | None = None) -> int:
+        """Publish again the tasks of queued messages nobody has touched for ``older_than``
+        seconds (default: the broker's visibility timeout); how many. Workers do this by
+        themselves (:func:`mailfailover.delivery.redrive`); this is the operator's lever."""
+        stale = self.queue.broker_visibility_timeout if older_than is None else older_than
+        return redrive(self.records, publish=self._publish, stale_after=stale,
+                       max_age=self.queue.max_age)  # fmt: skip
 
-        try:
-            self.task.apply_async(
-                args=(data,),
-                kwargs={"enqueued_at": enqueued_at},
-                serializer="json",
-                queue=self.queue.name,
-                retry=True,
-                retry_policy={
-                    "max_retries": PUBLISH_TRIES - 1,
-                    "interval_start": 0.1,
-                    "interval_step": 0.2,
-                    "interval_max": 0.2,
-                },
-            )
-        except (OperationalError, OSError) as exc:  # refused, reset, timed out
-            raise QueueUnavailable(
-                f"the queue's broker ({_redacted(self.queue.broker)}) did not take the "
-                f"message: {type(exc).__name__}"
-            ) from None
+    def _publish(self, data: Mapping[str, Any], enqueued_at: float) -> None:
+        publish(self.task, self.queue, data, enqueued_at)
 
     def close(self) -> None:
         self.records.store.close()

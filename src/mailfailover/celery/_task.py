@@ -16,10 +16,17 @@ from typing import Any
 
 from ..config import MailerConfig, QueueConfig, build_drivers, load_config
 from ..delivery import DeliveryPolicy, DeliveryRecords, OnDead, deliver
-from ..errors import ConfigError
+from ..errors import ConfigError, QueueUnavailable
 from ..state import StateStore, StoreError, open_store
 
-__all__ = ["TASK_NAME", "broker_options", "configure", "install", "load_queue_config"]
+__all__ = [
+    "TASK_NAME",
+    "broker_options",
+    "configure",
+    "install",
+    "load_queue_config",
+    "publish",
+]
 
 logger = logging.getLogger("mailfailover")
 
@@ -45,12 +52,18 @@ def broker_options(queue: QueueConfig) -> dict[str, Any]:
     task taken by a worker that died is handed to another worker. kombu looks for such
     tasks every ``unacked_restore_interval`` x ``unacked_restore_throttle`` seconds (100 by
     default); a sweep every tenth of the timeout (at most 10 s) keeps redelivery close to it.
+    A sweep holds a lock in Redis that outlives a worker killed in the middle of one for
+    ``unacked_mutex_expire`` seconds (300 by default), during which nobody restores
+    anything: three sweep intervals, at least 5 s, is plenty for a sweep of milliseconds
+    (and two overlapping sweeps are harmless: each restore is a Redis transaction).
     """
     timeout = queue.broker_visibility_timeout
+    interval = max(min(timeout / 10, 10.0), 0.5)
     return {
         "visibility_timeout": timeout,
-        "unacked_restore_interval": max(min(timeout / 10, 10.0), 0.5),
+        "unacked_restore_interval": interval,
         "unacked_restore_throttle": 1,
+        "unacked_mutex_expire": max(3 * interval, 5.0),
         "socket_connect_timeout": queue.connect_timeout,
     }
 
@@ -94,6 +107,37 @@ def configure(app: Any, queue: QueueConfig, *, own: bool = False) -> None:
             broker_connection_retry_on_startup=True,
             task_default_queue=queue.name,
         )
+
+
+#: How often a publish is tried when the broker refuses the connection.
+PUBLISH_TRIES = 2
+
+
+def publish(task: Any, queue: QueueConfig, data: Mapping[str, Any], enqueued_at: float) -> None:
+    """Put one delivery task for ``data`` on the queue, or raise QueueUnavailable."""
+    from kombu.exceptions import OperationalError
+
+    from ..config import _redact_url
+
+    try:
+        task.apply_async(
+            args=(dict(data),),
+            kwargs={"enqueued_at": enqueued_at},
+            serializer="json",
+            queue=queue.name,
+            retry=True,
+            retry_policy={
+                "max_retries": PUBLISH_TRIES - 1,
+                "interval_start": 0.1,
+                "interval_step": 0.2,
+                "interval_max": 0.2,
+            },
+        )
+    except (OperationalError, OSError) as exc:  # refused, reset, timed out
+        raise QueueUnavailable(
+            f"the queue's broker ({_redact_url(queue.broker)}) did not take the "
+            f"message: {type(exc).__name__}"
+        ) from None
 
 
 class _Runtime:
@@ -208,4 +252,29 @@ def install(
         return outcome.status
 
     deliver_task.mailfailover_runtime = runtime
+    deliver_task.mailfailover_sweeper = _sweep_while_working(app, loaded, queue, deliver_task,
+                                                             store)  # fmt: skip
     return deliver_task
+
+
+def _sweep_while_working(
+    app: Any, config: MailerConfig, queue: QueueConfig, task: Any, store: StateStore | None
+) -> Any:
+    """Run the sweep for lost tasks (:mod:`._sweep`) in each worker of ``app``."""
+    from celery import signals
+
+    from ._sweep import Sweeper
+
+    sweeper = Sweeper(config, queue, lambda data, at: publish(task, queue, data, at), store=store)
+
+    def started(sender: Any = None, **_: Any) -> None:
+        if getattr(sender, "app", None) is app:
+            sweeper.start()
+
+    def stopping(sender: Any = None, **_: Any) -> None:
+        if getattr(sender, "app", None) is app:
+            sweeper.stop()
+
+    signals.worker_ready.connect(started, weak=False)
+    signals.worker_shutdown.connect(stopping, weak=False)
+    return sweeper
