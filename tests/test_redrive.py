@@ -146,6 +146,25 @@ def test_an_index_entry_without_content_is_cleaned_up(records, clock, broker):
     assert sweep(records, broker) == 0 and records.pending() == []
 
 
+def test_only_messages_kept_longer_than_the_timeout_are_read(records, clock, broker):
+    """A healthy queue costs the sweep one scan: the records of young messages are not
+    even read."""
+    enqueued(records, clock)
+    clock.advance(STALE / 2)
+    young = enqueued(records, clock, subject="young")
+    clock.advance(STALE / 2 + 1)
+    read: list[str] = []
+    real_get_many = records.store.get_many
+
+    def counting(keys: Any) -> Any:
+        read.extend(keys)
+        return real_get_many(keys)
+
+    records.store.get_many = counting  # type: ignore[method-assign]
+    assert sweep(records, broker) == 1
+    assert len(read) == 1 and records.key(young["message_id"]) not in read
+
+
 def test_one_sweep_publishes_at_most_its_limit(records, clock, broker):
     for n in range(5):
         enqueued(records, clock, subject=f"m{n}")
@@ -160,16 +179,17 @@ def test_a_record_that_moves_during_the_sweep_is_not_published(records, clock, b
     and publishes nothing."""
     data = enqueued(records, clock)
     clock.advance(STALE + 1)
-    real_get = records.get
+    store = records.store
+    real_get_many = store.get_many
 
-    def get_then_a_worker_moves_it(message_id: str) -> Any:
-        found = real_get(message_id)
-        records.change(message_id, lambda r: {**r, "next_try": clock() + 30}, ttl=None)
+    def read_then_a_worker_moves_it(keys: Any) -> Any:
+        found = real_get_many(keys)
+        records.change(data["message_id"], lambda r: {**r, "next_try": clock() + 30}, ttl=None)
         return found
 
-    records.get = get_then_a_worker_moves_it  # type: ignore[method-assign]
+    store.get_many = read_then_a_worker_moves_it  # type: ignore[method-assign]
     assert sweep(records, broker) == 0 and broker.tasks == []
-    assert "redriven" not in real_get(data["message_id"])
+    assert "redriven" not in records.get(data["message_id"])
 
 
 def test_a_failing_publish_leaves_the_message_for_a_later_sweep(records, clock):

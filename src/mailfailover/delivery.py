@@ -671,11 +671,15 @@ def redrive(
     published in this sweep).
     """
     now = records.store.now()
+    # A message kept for less than stale_after was surely touched less long ago: only the
+    # old ones' records are read (one round trip), so a healthy queue costs one scan.
+    old = [(m, at) for m, at in records.pending() if now - at >= stale_after]
+    found = records.store.get_many([records.key(m) for m, _ in old]) if old else []
     published = 0
-    for message_id, kept_at in records.pending():
+    for (message_id, kept_at), raw in zip(old, found, strict=True):
         if published >= limit:
             break
-        record = records.get(message_id)
+        record = _loads(raw)
         if record is not None and record.get("status") in FINAL_STATUSES:
             records.forget_content(message_id)
             continue
