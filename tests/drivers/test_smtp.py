@@ -371,6 +371,55 @@ def test_every_recipient_refused_permanently_is_rejected(
     assert recorder(smtp_server).messages == []
 
 
+RELAY_DENIED = [
+    "554 5.7.1 <rcpt@example.com>: Relay access denied",  # Postfix
+    "550 5.7.1 <rcpt@example.com>... Relaying denied",  # Sendmail
+    "550 relay not permitted",  # Exim
+    "550 5.7.54 SMTP; Unable to relay recipient in non-accepted domain",  # Exchange
+    "550 5.7.0 Mail relay denied",  # Gmail's SMTP relay
+    "553 sorry, that domain isn't in my list of allowed rcpthosts (#5.7.1)",  # qmail
+]
+
+
+@pytest.mark.parametrize("reply", RELAY_DENIED)
+def test_relay_denied_for_every_recipient_fails_over_as_an_account_problem(
+    smtp_server: LoopbackController, driver: SMTPDriver, reply: str
+) -> None:
+    """The server will not relay for this client (not logged in, not one of its networks):
+    no recipient is at fault, another provider may deliver. Nothing was sent."""
+    recorder(smtp_server).rcpt_replies = {"rcpt@example.com": reply}
+    with pytest.raises(ProviderUnavailable) as caught:
+        driver.send(simple_message())
+    assert caught.value.reason == "account"
+    assert caught.value.status == int(reply[:3])
+    assert caught.value.ambiguous is False
+    assert recorder(smtp_server).messages == []
+    backup = MemoryDriver(name="backup")
+    recorder(smtp_server).rcpt_replies = {"rcpt@example.com": reply}
+    result = FailoverMailer([driver, backup]).send(simple_message())
+    assert result.driver == "backup" and len(backup.outbox) == 1
+
+
+@pytest.mark.parametrize(
+    "replies",
+    [
+        {"rcpt@example.com": "550 5.7.1 Recipient address rejected: Access denied"},
+        {"cc1@example.com": "554 5.7.1 <cc1@example.com>: Relay access denied",
+         "ann@example.com": "550 5.1.1 no such user"},
+    ],
+    ids=["policy-not-relay", "relay-and-unknown-user"],
+)  # fmt: skip
+def test_a_refusal_that_is_not_only_relay_denied_stays_a_rejection(
+    smtp_server: LoopbackController, driver: SMTPDriver, replies: dict[str, str]
+) -> None:
+    """A recipient refused by policy, or any one refused for itself: the message is
+    rejected, not failed over (another provider would be refused the same)."""
+    recipients = list(replies)
+    recorder(smtp_server).rcpt_replies = replies
+    with pytest.raises(MessageRejected):
+        driver.send(simple_message(to=recipients))
+
+
 def test_every_recipient_refused_temporarily_is_unavailable(
     smtp_server: LoopbackController, driver: SMTPDriver
 ) -> None:

@@ -409,6 +409,8 @@ def test_every_recipient_refused(
          "account"),
         ("mail", "552 5.3.4 Message size exceeds fixed limit", MessageRejected, None),
         ("rcpt", "421 4.3.2 Service shutting down", ProviderUnavailable, "server_error"),
+        ("rcpt", "554 5.7.1 <rcpt@example.com>: Relay access denied", ProviderUnavailable,
+         "account"),
         ("data", "421 4.3.2 Service shutting down", ProviderUnavailable, "server_error"),
         ("data", "451 4.3.0 Queue file write error", ProviderUnavailable, "server_error"),
         ("data", "552 5.3.4 Message too big", MessageRejected, None),

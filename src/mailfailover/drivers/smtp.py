@@ -651,6 +651,12 @@ class SMTPDriver(Driver):
         response = {rcpt: {"code": c, "reply": r} for rcpt, (c, r) in refused.items()}
         detail = f"every recipient was refused: {summary}"[:1000]
         status = codes[0] if codes else None
+        if codes and all(500 <= c < 600 and _RELAY_DENIED.search(t) for c, t in refused.values()):
+            # "554 5.7.1 <x>: Relay access denied": this server will not relay for this
+            # client (not logged in, not in its networks); another provider may deliver.
+            return ProviderUnavailable(
+                detail, reason="account", status=status, response=response, driver=self.name
+            )
         if all(500 <= code < 600 for code in codes):
             return MessageRejected(detail, status=status, response=response, driver=self.name)
         # Some refusals are temporary (4xx): another provider, or later, may deliver.
@@ -660,6 +666,16 @@ class SMTPDriver(Driver):
 
 
 _ENHANCED = re.compile(r"^\s*5\.(\d{1,3})\.\d{1,3}\b")
+
+#: A refused RCPT TO that says the server will not relay for this client, in the words of
+#: Postfix ("Relay access denied"), Sendmail ("Relaying denied"), Exim ("relay not
+#: permitted"), Exchange ("Unable to relay"), Gmail ("Mail relay denied") and qmail ("not
+#: in my list of allowed rcpthosts"): a problem of this account, not of the recipient.
+_RELAY_DENIED = re.compile(
+    r"\brelay(?:ing)?(?: access)? (?:denied|not permitted|not allowed|prohibited)"
+    r"|unable to relay|not permitted to relay|allowed rcpthosts",
+    re.IGNORECASE,
+)
 
 
 def _account_problem(reply: bytes | str) -> bool:
