@@ -318,8 +318,8 @@ class Driver:
 
     Subclasses declare ``settings_spec`` and implement :meth:`send`; they may declare the
     provider's limits (``max_recipients``, ``max_tags``, ``supports_inline``,
-    ``max_message_bytes``) so that :meth:`check_limits` refuses what the provider cannot
-    carry before anything is sent.
+    ``max_message_bytes``, ``max_metadata_bytes``…) so that :meth:`check_limits` refuses
+    what the provider cannot carry before anything is sent.
     """
 
     settings_spec: ClassVar[Mapping[str, Setting]] = {}
@@ -328,6 +328,9 @@ class Driver:
     supports_inline: ClassVar[bool] = True
     supports_metadata: ClassVar[bool] = True
     max_message_bytes: ClassVar[int | None] = None
+    #: The most bytes the provider takes for the metadata, measured as compact UTF-8 JSON
+    #: (the object it travels as); ``None``: no limit of its own.
+    max_metadata_bytes: ClassVar[int | None] = None
     #: Tags the provider takes: a regular expression each tag must match whole, and the
     #: rule in words for the error (e.g. ``r"[A-Za-z0-9_-]{1,256}"``, "ASCII letters...").
     tag_pattern: ClassVar[str | None] = None
@@ -522,6 +525,13 @@ class Driver:
             self.unsupported("the provider cannot carry inline attachments", field="attachments")
         if not self.supports_metadata and message.metadata:
             self.unsupported("the provider cannot carry metadata", field="metadata")
+        if self.max_metadata_bytes is not None and message.metadata:
+            size = len(json.dumps(dict(message.metadata), ensure_ascii=False,
+                                  separators=(",", ":")).encode())  # fmt: skip
+            if size > self.max_metadata_bytes:
+                limit = self.max_metadata_bytes
+                self.unsupported(f"the metadata is {size} bytes as JSON; the provider takes "
+                                 f"at most {limit}", field="metadata")  # fmt: skip
         if self.max_message_bytes is not None:
             size = estimated_size(message)
             if size > self.max_message_bytes:

@@ -272,6 +272,24 @@ class TestSendGridSpec(SpecChecks):
         assert "custom_args" not in body
         assert body["personalizations"][0]["custom_args"] == {"user_id": "42", "order": "A-17"}
 
+    def test_custom_args_over_10_000_bytes_are_refused_before_sending(self) -> None:
+        """ "This field may not exceed 10,000 bytes." (personalizations[].custom_args): more
+        metadata is UnsupportedFeature, so the next provider gets the message; up to it
+        (measured as compact UTF-8 JSON, multi-byte characters counted as bytes) it goes."""
+        schema = specs.request_schema(self.doc, "/v3/mail/send")
+        personalization = schema["properties"]["personalizations"]["items"]
+        limit_text = personalization["properties"]["custom_args"]["description"]
+        assert "This field may not exceed 10,000 bytes." in limit_text
+        driver = self.make()
+        just_fits = {"k": "x" * (10_000 - len('{"k":""}'))}
+        _, outcome = exchange(driver, simple_message(metadata=just_fits), status=202, body="")
+        assert isinstance(outcome, Receipt), outcome
+        one_over = {"k": "ü" * 4997}  # 2 bytes each: 10,002 bytes with the braces and key
+        with pytest.raises(UnsupportedFeature) as caught:
+            driver.send(simple_message(metadata=one_over))
+        assert caught.value.field == "metadata" and "10002 bytes" in str(caught.value)
+        driver.close()
+
     @classmethod
     def examples(cls) -> list[Example]:
         documented = documented_examples("sendgrid", "/v3/mail/send")

@@ -46,6 +46,8 @@ class SendGridDriver(HttpDriver):
     max_recipients: ClassVar[int | None] = 1000
     max_tags: ClassVar[int | None] = 10
     max_message_bytes: ClassVar[int | None] = 30 * 1024 * 1024
+    # custom_args "may not exceed 10,000 bytes" (tsg_mail_v3, personalizations[].custom_args).
+    max_metadata_bytes: ClassVar[int | None] = 10_000
     tag_pattern: ClassVar[str | None] = rf".{{1,{MAX_CATEGORY_LENGTH}}}"
     tag_rule: ClassVar[str] = f"SendGrid categories are at most {MAX_CATEGORY_LENGTH} characters"
     forbidden_headers: ClassVar[frozenset[str]] = FORBIDDEN_HEADERS

@@ -67,6 +67,7 @@ class SparkPostDriver(HttpDriver):
     #: "The transmission content (text + html + attachments + inline images) is limited to
     #: 20 MBs."
     max_message_bytes: ClassVar[int | None] = 20 * 1024 * 1024
+    max_metadata_bytes: ClassVar[int | None] = MAX_METADATA_BYTES
     error_codes: ClassVar[Mapping[str | int, Outcome]] = ERROR_CODES
 
     @classmethod
@@ -84,14 +85,6 @@ class SparkPostDriver(HttpDriver):
         templating = bool(self.settings["templating"])
         if not templating:
             self._check_no_template_syntax(message)
-        if message.metadata:
-            size = len(json.dumps(message.metadata, ensure_ascii=False).encode("utf-8"))
-            if size > MAX_METADATA_BYTES:
-                self.unsupported(
-                    f"metadata is {size} bytes as JSON; SparkPost takes at most "
-                    f"{MAX_METADATA_BYTES}",
-                    field="metadata",
-                )
         to_line = ", ".join(_display(mb) for mb in message.mailboxes("to"))
         # Every recipient carries the whole visible To line in its header_to, so the body
         # grows with recipients x To addresses: refuse before building what SparkPost
