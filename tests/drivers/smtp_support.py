@@ -96,6 +96,7 @@ class Wire:
         self.mail_by_sender: dict[str, str] = {}  # sender address -> reply to its MAIL FROM
         self.data_by_rcpt: dict[str, str] = {}  # a recipient -> reply at its end of data
         self.drop_at_data: int | None = None  # cut the connection at this end of data (1-based)
+        self.drop_again_at_data: int | None = None  # and at this one (a second connection's)
         self.stall_at_data: int | None = None  # no answer at this end of data until released
         self.release = threading.Event()
         self.datas = 0
@@ -121,7 +122,7 @@ class Wire:
         async def handle_DATA(smtp: Any, session: Any, envelope: Any) -> str:
             self.datas += 1
             self.at_end_of_data.append(unread(smtp))
-            if self.datas == self.drop_at_data:
+            if self.datas in (self.drop_at_data, self.drop_again_at_data):
                 smtp.transport.abort()  # the message arrived whole; no reply ever leaves
                 return "250 OK"
             if self.datas == self.stall_at_data:

@@ -19,8 +19,11 @@ Every unread reply belongs to a known message, so a failure mid-batch is exact: 
 whose final reply was read keeps its result; the message whose end-of-data mark the kernel
 took and whose final reply is missing is ``ambiguous`` (as ``send()`` after the mark); a
 message whose content was not (fully) handed over is not; the messages after it were not
-sent and fail over. A ``421`` ends the session the same way. The connection goes back to
-the pool only when the batch ended in a known state.
+sent. A ``421`` ends the session the same way. When some of the batch had gone through,
+the messages none of whose content went out (their turn never came, or the session ended
+in their envelope) are sent once more on a fresh connection (a server's cap on messages
+per connection ends a session this way); a second early end leaves them to fail over. The
+connection goes back to the pool only when the batch ended in a known state.
 
 The session is sans-I/O (:class:`Transactions`): it yields what it needs done (hand the
 gathered bytes over, add a message's DATA, read one reply) and is sent the answers. The
@@ -112,11 +115,23 @@ class Batch:
 
     def again(self, session: Transactions, attempt: int, *, reused: bool) -> bool:
         """Whether to retry on a fresh connection after a session that did not end clean."""
-        if attempt == 1 and reused and session.retryable():
+        if attempt != 1:
+            return False
+        if reused and session.retryable():
             # A pooled connection the server dropped (or 421) before answering anything of
             # this batch: nothing was sent, so one fresh connection is safe and invisible.
             for index in self.todo:
                 self.out[index] = None
+            return True
+        if session.answered > 0 and session.unsent:
+            # Dropped (or 421: many servers cap messages per connection) after some of the
+            # batch went through: the messages none of whose content went out were not
+            # delivered, so they go once more, on a fresh connection, rather than each
+            # failing over and counting against this driver's health. A message whose
+            # content (or part of it) went out keeps its answer.
+            for index in session.unsent:
+                self.out[index] = None
+            self.todo = list(session.unsent)
             return True
         return False
 
@@ -281,6 +296,10 @@ class Transactions:
         self.dirty = False  # the last transaction failed: RSET before the next MAIL FROM
         self.answered = 0  # replies read in this session
         self.failure: DeliveryError | None = None  # why the session ended early
+        #: Messages none of whose content went out when the session ended early: their
+        #: turn never came, or it ended during their envelope. Not delivered, so safe to
+        #: send again (:meth:`Batch.again`).
+        self.unsent: list[int] = []
 
     def steps(self) -> Steps[bool]:
         """Send every message of ``todo``; True when the connection is clean for reuse."""
@@ -445,6 +464,7 @@ class Transactions:
             error = self.driver._reply_error(code, reply, step, phase)
             if item is not None and self.out[item.index] is None:
                 self.out[item.index] = error
+                self._unsent_if_in_envelope(item)
             raise self._end(error)
         self.answered += 1
         return code, reply
@@ -463,9 +483,14 @@ class Transactions:
             if item.end_at is not None and self.outbox.sent >= item.end_at:
                 item.phase.value = _Phase.SENT
             self.out[item.index] = self._translated(exc, item.phase)
+            self._unsent_if_in_envelope(item)
         cause = self._translated(exc, _envelope())
         self.failure = cause
         self._abandon(cause)
+
+    def _unsent_if_in_envelope(self, item: _Item) -> None:
+        if item.phase.value == _Phase.ENVELOPE:  # MAIL FROM, RCPT TO or DATA: no content
+            self.unsent.append(item.index)
 
     def _translated(self, exc: Exception, phase: _Phase) -> DeliveryError:
         """``exc`` through the driver's one error boundary, as ``send()`` would raise it."""
@@ -494,6 +519,7 @@ class Transactions:
                 )  # fmt: skip
                 error.__cause__ = cause
                 self.out[index] = error
+                self.unsent.append(index)
 
 
 class _Session(Transactions):
