@@ -338,10 +338,11 @@ def test_timeout_mid_batch_is_ambiguous_only_for_the_message_waiting_for_its_rep
     server: LoopbackController, wire: Wire, mode: str
 ) -> None:
     """No final reply to message 2 within the timeout: 1 delivered, 2 ambiguous (timeout),
-    3 and 4 (nothing of them sent) delivered over a fresh connection."""
+    3 and 4 (nothing of them sent) delivered over a fresh connection (a timeout of 1 s, so
+    that the fresh connection's own steps have room on a loaded machine)."""
     wire.stall_at_data = 2
     try:
-        with relay(server, timeout=0.3) as driver:
+        with relay(server, timeout=1.0) as driver:
             out = driver.send_batch(numbered(4))
     finally:
         wire.release.set()
