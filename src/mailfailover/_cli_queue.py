@@ -120,6 +120,8 @@ def _print_view(view: dict[str, Any]) -> None:
     line += f" after {view['tries']} tr{'y' if view['tries'] == 1 else 'ies'}"
     if view["sending"]:
         line += " (sending now)"
+    if view.get("redrives"):
+        line += f"; its task was lost and published again {view['redrives']}x"
     print(line)
     if view["error"] and view["status"] != "sent":
         print(f"  last error: {view['error']}")

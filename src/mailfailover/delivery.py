@@ -209,7 +209,8 @@ class DeliveryRecords:
         self, message_id: str, *, events: Callable[[Record], list[Any]] | None = None
     ) -> dict[str, Any] | None:
         """The public view of a record (None when there is none): status, driver, attempts,
-        tries, timing, and the delivery events ``events(record)`` finds for it."""
+        tries, timing, how often the sweep published it again (``redrives``), and the
+        delivery events ``events(record)`` finds for it."""
         record = self.get(message_id)
         if record is None:
             return None
@@ -226,6 +227,7 @@ class DeliveryRecords:
             "error": record.get("error"),
             "ambiguous": bool(record.get("ambiguous")),
             "sending": bool(record.get("inflight")),
+            "redrives": int(record.get("redrives", 0)),
             "events": [],
         }
         if events is not None:

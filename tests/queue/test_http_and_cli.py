@@ -170,6 +170,10 @@ def test_queue_redrive_publishes_again_what_the_broker_lost(queue_config, capsys
     assert json.loads(capsys.readouterr().out) == {"published": 0}
     assert main([*base, "--older-than", "0"]) == 0
     assert capsys.readouterr().out == "1 lost task published again\n"
+    assert main(["queue", "status", message_id, "--config", str(config), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["redrives"] == 1
+    assert main(["queue", "status", message_id, "--config", str(config)]) == 0
+    assert "its task was lost and published again 1x" in capsys.readouterr().out
     queued = broker.lrange(f"mail-{run_id}", 0, -1)
     broker.close()
     assert len(queued) == 1
