@@ -10,9 +10,11 @@ connection after the message, or to stall.
 from __future__ import annotations
 
 import asyncio
+import hmac
 import socket
 import ssl
 import threading
+import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -130,6 +132,25 @@ class Recorder:
         # handled=False: aiosmtpd then answers a failure with its own 535.
         return AuthResult(success=ok, handled=False)
 
+    async def cram_md5(self, server: SMTP, args: list[str]) -> AuthResult:
+        """AUTH CRAM-MD5 (RFC 2195), which aiosmtpd does not offer by itself: a fresh
+        challenge, and the answer ``user hex(HMAC-MD5(password, challenge))`` checked."""
+        if len(args) != 1:  # CRAM-MD5 has no initial response
+            return AuthResult(success=False, handled=False)
+        challenge = f"<{uuid.uuid4().hex}@127.0.0.1>".encode()
+        answer = await server.challenge_auth(challenge)
+        if not isinstance(answer, bytes):  # "*" or bad base64: aiosmtpd has answered 501
+            return AuthResult(success=False, handled=True)
+        login, _, digest = answer.decode(errors="replace").rpartition(" ")
+        with self.lock:
+            self.auth_attempts.append(("CRAM-MD5", login))
+        if self.credentials is None:
+            return AuthResult(success=False, handled=False)
+        user, password = self.credentials
+        expected = hmac.new(password.encode(), challenge, "md5").hexdigest()
+        ok = login == user and hmac.compare_digest(digest, expected)
+        return AuthResult(success=ok, handled=False)  # a failure: aiosmtpd answers 535
+
 
 class _CountingSMTP(SMTP):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -171,12 +192,17 @@ def smtp_server_factory() -> Iterator[ServerFactory]:
     """Start SMTP servers (``server.handler`` is their :class:`Recorder`); all stop after."""
     started: list[LoopbackController] = []
 
-    def start(*, credentials: tuple[str, str] | None = None, **kwargs: Any) -> LoopbackController:
-        """``credentials`` (user, password) turns on AUTH; other options go to aiosmtpd."""
+    def start(
+        *, credentials: tuple[str, str] | None = None, cram_md5: bool = False, **kwargs: Any
+    ) -> LoopbackController:
+        """``credentials`` (user, password) turns on AUTH (PLAIN and LOGIN; ``cram_md5``
+        adds CRAM-MD5); other options go to aiosmtpd."""
         handler = Recorder()
         if credentials is not None:
             handler.credentials = credentials
             kwargs["authenticator"] = handler.authenticate
+        if cram_md5:  # aiosmtpd offers every auth_<NAME> of the handler ("__" is "-")
+            handler.auth_CRAM__MD5 = handler.cram_md5  # type: ignore[attr-defined]
         kwargs.setdefault("enable_SMTPUTF8", False)
         controller = LoopbackController(handler, **kwargs)
         controller.start()

@@ -294,6 +294,29 @@ def test_auth_with_good_credentials_delivers(
     assert len(recorder(server).messages) == 1
 
 
+@pytest.mark.parametrize("password", [GOOD_PASSWORD, "wrong-Pa55word"])
+def test_auth_cram_md5_against_a_server_that_offers_only_it(
+    auth_server: Any, ca_file: str, password: str
+) -> None:
+    """CRAM-MD5 (RFC 2195) when the server offers nothing else: the HMAC of the server's
+    challenge under the right password delivers; a wrong one is a 535, unavailable
+    ('auth'), tried once, the password nowhere in the error."""
+    server = auth_server(auth_exclude_mechanism=["PLAIN", "LOGIN"], cram_md5=True)
+    with SMTPDriver(
+        name="auth", host="127.0.0.1", port=server.port, ca_file=ca_file,
+        username=GOOD_USER, password=password,
+    ) as driver:  # fmt: skip
+        if password == GOOD_PASSWORD:
+            driver.send(simple_message())
+        else:
+            with pytest.raises(ProviderUnavailable) as caught:
+                driver.send(simple_message())
+            assert (caught.value.reason, caught.value.status) == ("auth", 535)
+            assert password not in f"{caught.value} {caught.value.response!r}"
+    assert recorder(server).auth_attempts == [("CRAM-MD5", GOOD_USER)]
+    assert len(recorder(server).messages) == (1 if password == GOOD_PASSWORD else 0)
+
+
 def test_auth_with_a_bad_password_is_unavailable_auth(auth_server: Any, ca_file: str) -> None:
     """A wrong password fails over with reason 'auth', and the password appears nowhere."""
     server = auth_server()

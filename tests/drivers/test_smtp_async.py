@@ -322,6 +322,25 @@ def test_auth_with_good_credentials_delivers(
     assert len(server.handler.messages) == 1
 
 
+@pytest.mark.parametrize("password", [GOOD_PASSWORD, "wrong-Pa55word"])
+def test_auth_cram_md5_against_a_server_that_offers_only_it(
+    auth_server: Any, ca_file: str, password: str
+) -> None:
+    """aiosmtplib's CRAM-MD5 (RFC 2195), as the sync driver's: the right password
+    delivers; a wrong one is a 535, unavailable ('auth'), tried once."""
+    server = auth_server(auth_exclude_mechanism=["PLAIN", "LOGIN"], cram_md5=True)
+    driver = auth_driver(server, ca_file, password)
+    if password == GOOD_PASSWORD:
+        asend(driver, simple_message())
+    else:
+        error = afail(driver)
+        assert isinstance(error, ProviderUnavailable)
+        assert (error.reason, error.status) == ("auth", 535)
+        assert password not in f"{error} {error.response!r} {_formatted(error)}"
+    assert server.handler.auth_attempts == [("CRAM-MD5", GOOD_USER)]
+    assert len(server.handler.messages) == (1 if password == GOOD_PASSWORD else 0)
+
+
 def test_auth_with_a_bad_password_is_tried_once_and_unavailable_auth(
     auth_server: Any, ca_file: str
 ) -> None:
