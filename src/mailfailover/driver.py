@@ -104,6 +104,9 @@ class Setting:
     help: str = ""
     minimum: float | None = None
     maximum: float | None = None
+    #: For a ``list`` setting given one string: split it at whitespace into several items
+    #: (True), or take it as one item (False: items that contain spaces themselves).
+    split: bool = True
 
     @property
     def required(self) -> bool:
@@ -123,7 +126,7 @@ class Setting:
         elif self.type in (int, float):
             value = self._number(key, value, shown)
         elif self.type is list:
-            value = _string_list(key, value, shown)
+            value = _string_list(key, value, shown, split=self.split)
         elif not isinstance(value, self.type):
             raise ConfigError(f"setting {key!r}: {shown} is not a {self.type.__name__}")
         if self.secret and isinstance(value, str):
@@ -192,12 +195,16 @@ def _check_secret(key: str, value: str) -> None:
         raise ConfigError(f"setting {key!r}: the value contains a control character; remove it")
 
 
-def _string_list(key: str, value: Any, shown: str) -> tuple[str, ...]:
-    """A ``list`` setting: a list of strings, or one string of whitespace-separated items.
+def _string_list(key: str, value: Any, shown: str, *, split: bool = True) -> tuple[str, ...]:
+    """A ``list`` setting: a list of strings, or one string of whitespace-separated items
+    (one item when ``split`` is False).
 
     Several values are how secrets rotate: a webhook signed with any of them is accepted.
     """
-    items = value.split() if isinstance(value, str) else value
+    if isinstance(value, str):
+        items: Any = value.split() if split else [value]
+    else:
+        items = value
     if not isinstance(items, (list, tuple)) or not all(isinstance(i, str) for i in items):
         raise ConfigError(f"setting {key!r}: {shown} is not a string or a list of strings")
     return tuple(item.strip() for item in items if item.strip())

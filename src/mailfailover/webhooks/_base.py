@@ -44,6 +44,34 @@ def basic_auth_setting(where: str) -> Setting:
     )  # fmt: skip
 
 
+def header_setting(where: str) -> Setting:
+    """The ``webhook_header`` setting of a provider that sends custom headers with its
+    webhooks: ``"Name: value"`` pairs, any one of which the request must carry."""
+    from ..driver import Setting
+
+    return Setting(
+        None, list, secret=True, split=False,
+        help=f"'Name: value' of a custom header the webhook carries ({where}); a list of "
+        "them while rotating",
+    )  # fmt: skip
+
+
+def check_header_setting(settings: Mapping[str, Any], driver: str) -> None:
+    """A ``webhook_header`` that is not ``"Name: value"`` is a ConfigError at load time
+    (the value is secret: never shown)."""
+    from ..errors import ConfigError
+    from ._verify import split_header
+
+    for number, pair in enumerate(settings.get("webhook_header") or (), start=1):
+        try:
+            split_header(pair)
+        except ValueError:
+            raise ConfigError(
+                f"driver {driver!r}: webhook_header #{number} is not 'Name: value' "
+                "(a header name, a colon, a value)"
+            ) from None
+
+
 def obj(value: Any) -> dict[str, Any]:
     """``value`` when it is a JSON object, else an empty one (optional nested fields)."""
     return value if isinstance(value, dict) else {}

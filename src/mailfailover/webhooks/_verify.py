@@ -13,6 +13,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+import re
 from collections.abc import Iterable, Sequence
 from typing import NoReturn
 
@@ -22,10 +23,16 @@ __all__ = [
     "any_equal",
     "check_basic_auth",
     "check_bearer",
+    "check_header",
     "check_timestamp",
     "hmac_digest",
     "refuse",
+    "split_header",
 ]
+
+
+#: An HTTP header name (RFC 9110 token).
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 
 
 def refuse(reason: str) -> NoReturn:
@@ -95,3 +102,25 @@ def check_bearer(headers: dict[str, str], tokens: Sequence[str]) -> None:
         refuse("the webhook request has no bearer token")
     if not any_equal(given, tokens):
         refuse("the webhook request's bearer token is wrong")
+
+
+def split_header(pair: str) -> tuple[str, str]:
+    """``"Name: value"`` as ``(lower-case name, value)``; ValueError when it is not one
+    (an HTTP token for the name, a value without surrounding space or control characters)."""
+    name, colon, value = pair.partition(":")
+    name, value = name.strip(), value.strip()
+    if not colon or not _TOKEN.fullmatch(name) or not value:
+        raise ValueError("not 'Name: value'")
+    return name.lower(), value
+
+
+def check_header(headers: dict[str, str], pairs: Sequence[str]) -> None:
+    """401 unless the request carries one of ``pairs`` (``"Name: value"``): a custom header
+    the provider was told to send with every webhook. Names are compared without case,
+    values in constant time; several pairs for rotation."""
+    for pair in pairs:
+        name, value = split_header(pair)
+        given = headers.get(name)
+        if given is not None and any_equal(given.strip(), [value]):
+            return
+    refuse("the webhook request does not carry the configured header")

@@ -1,7 +1,11 @@
-"""Postmark's webhooks: one JSON object per request, authenticated by HTTP basic auth.
+"""Postmark's webhooks: one JSON object per request, authenticated by HTTP basic auth or
+a custom header.
 
 Postmark has no signature; register the URL with credentials
-(``https://user:password@host/webhooks/<driver>``) and list them in ``webhook_basic_auth``.
+(``https://user:password@host/webhooks/<driver>``) and list them in ``webhook_basic_auth``,
+or give the webhook a custom header (``HttpHeaders`` in Postmark's webhooks API, "Custom
+headers" in its web UI) and list it as ``"Name: value"`` in ``webhook_header``. With both
+set, a request must carry both.
 ``RecordType`` says what happened: ``Delivery``, ``Bounce``, ``SpamComplaint``, ``Open``,
 ``Click`` or ``SubscriptionChange``.
 
@@ -20,8 +24,16 @@ from __future__ import annotations
 from typing import Any
 
 from ..events import DeliveryEvent
-from ._base import WebhookRequest, Webhooks, basic_auth_setting, iso_time, malformed
-from ._verify import check_basic_auth
+from ._base import (
+    WebhookRequest,
+    Webhooks,
+    basic_auth_setting,
+    check_header_setting,
+    header_setting,
+    iso_time,
+    malformed,
+)
+from ._verify import check_basic_auth, check_header
 
 __all__ = ["WEBHOOKS"]
 
@@ -52,7 +64,10 @@ _SIMPLE = {"Delivery": "delivered", "Open": "opened", "Click": "clicked"}
 
 
 def parse(request: WebhookRequest) -> list[DeliveryEvent]:
-    check_basic_auth(request.headers, request.secrets("webhook_basic_auth"))
+    if request.settings.get("webhook_basic_auth"):
+        check_basic_auth(request.headers, request.secrets("webhook_basic_auth"))
+    if request.settings.get("webhook_header"):
+        check_header(request.headers, request.secrets("webhook_header"))
     payload = request.json()
     items = payload if isinstance(payload, list) else [payload]
     if not all(isinstance(item, dict) for item in items):
@@ -94,7 +109,11 @@ def _event(driver: str, data: dict[str, Any]) -> DeliveryEvent:
 
 
 WEBHOOKS = Webhooks(
-    settings={"webhook_basic_auth": basic_auth_setting("Servers > Webhooks")},
-    enabled_by=("webhook_basic_auth",),
+    settings={
+        "webhook_basic_auth": basic_auth_setting("Servers > Webhooks"),
+        "webhook_header": header_setting("Servers > Webhooks > Custom headers"),
+    },
+    enabled_by=("webhook_basic_auth", "webhook_header"),
     parser=parse,
+    check=check_header_setting,
 )
