@@ -14,7 +14,6 @@ import pytest
 from webhook_support import NOW, basic, check_basic_auth_refusals, refused, utc
 
 from mailfailover.drivers.postmark import PostmarkDriver
-from mailfailover.errors import ConfigError
 
 CREDENTIALS = "postmark:s3cret-pass"
 URL = "https://hooks.example.com/webhooks/postmark"
@@ -175,54 +174,3 @@ def test_several_credentials_for_rotation() -> None:
 def test_authenticated_garbage_is_malformed() -> None:
     for body in (b"nope", b"[1]", b'{"RecordType": "Bounce", "Type": "HardBounce"}'):
         refused(lambda body=body: parse(body), 400)
-
-
-HEADER = "X-Webhook-Token: 8f3c-long-random-value"
-
-
-@pytest.mark.parametrize(
-    "headers",
-    [
-        {"X-Webhook-Token": "8f3c-long-random-value"},
-        {"x-webhook-token": " 8f3c-long-random-value "},  # names without case, value trimmed
-    ],
-)
-def test_a_custom_header_authenticates_instead_of_basic_auth(headers: dict[str, str]) -> None:
-    """Postmark's webhook "HttpHeaders": the request carries the configured header."""
-    pm = driver(webhook_basic_auth=None, webhook_header=HEADER)
-    [event] = parse(DELIVERY, headers, pm=pm)
-    assert event.type == "delivered"
-
-
-@pytest.mark.parametrize(
-    "headers",
-    [
-        {},
-        {"X-Webhook-Token": "8f3c-long-random-valuE"},
-        {"X-Webhook-Token": ""},
-        {"X-Other": "8f3c-long-random-value"},
-        {"Authorization": "8f3c-long-random-value"},
-    ],
-)
-def test_a_missing_or_wrong_custom_header_is_refused(headers: dict[str, str]) -> None:
-    pm = driver(webhook_basic_auth=None, webhook_header=HEADER)
-    error = refused(lambda: parse(DELIVERY, headers, pm=pm))
-    assert "8f3c-long-random-value" not in str(error)
-
-
-def test_with_both_set_both_are_required_and_headers_rotate() -> None:
-    pm = driver(webhook_header=["X-Webhook-Token: old-value", HEADER])
-    both = {**basic(CREDENTIALS), "X-Webhook-Token": "old-value"}
-    assert parse(DELIVERY, both, pm=pm)
-    refused(lambda: parse(DELIVERY, basic(CREDENTIALS), pm=pm))
-    refused(lambda: parse(DELIVERY, {"X-Webhook-Token": "old-value"}, pm=pm))
-
-
-@pytest.mark.parametrize(
-    "bad",
-    ["no-colon-s3cret", ": s3cret", "Bad Name: s3cret", "X-Token:", "X-Token:   ", "X(T): s3cret"],
-)
-def test_a_malformed_webhook_header_is_a_config_error_that_hides_it(bad: str) -> None:
-    with pytest.raises(ConfigError, match="webhook_header #1 is not 'Name: value'") as caught:
-        driver(webhook_header=bad)
-    assert "s3cret" not in str(caught.value)

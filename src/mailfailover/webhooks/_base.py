@@ -72,6 +72,17 @@ def check_header_setting(settings: Mapping[str, Any], driver: str) -> None:
             ) from None
 
 
+def check_basic_auth_and_header(request: WebhookRequest) -> None:
+    """For a provider that authenticates its webhooks by basic auth, a custom header, or
+    both: each of ``webhook_basic_auth`` and ``webhook_header`` that is set must hold."""
+    from ._verify import check_basic_auth, check_header
+
+    if request.settings.get("webhook_basic_auth"):
+        check_basic_auth(request.headers, request.secrets("webhook_basic_auth"))
+    if request.settings.get("webhook_header"):
+        check_header(request.headers, request.secrets("webhook_header"))
+
+
 def obj(value: Any) -> dict[str, Any]:
     """``value`` when it is a JSON object, else an empty one (optional nested fields)."""
     return value if isinstance(value, dict) else {}

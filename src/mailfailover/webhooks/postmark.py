@@ -28,12 +28,12 @@ from ._base import (
     WebhookRequest,
     Webhooks,
     basic_auth_setting,
+    check_basic_auth_and_header,
     check_header_setting,
     header_setting,
     iso_time,
     malformed,
 )
-from ._verify import check_basic_auth, check_header
 
 __all__ = ["WEBHOOKS"]
 
@@ -64,10 +64,7 @@ _SIMPLE = {"Delivery": "delivered", "Open": "opened", "Click": "clicked"}
 
 
 def parse(request: WebhookRequest) -> list[DeliveryEvent]:
-    if request.settings.get("webhook_basic_auth"):
-        check_basic_auth(request.headers, request.secrets("webhook_basic_auth"))
-    if request.settings.get("webhook_header"):
-        check_header(request.headers, request.secrets("webhook_header"))
+    check_basic_auth_and_header(request)
     payload = request.json()
     items = payload if isinstance(payload, list) else [payload]
     if not all(isinstance(item, dict) for item in items):

@@ -1,7 +1,9 @@
 """SparkPost's event webhooks: a JSON array of ``{"msys": {"<class>_event": {...}}}``.
 
 SparkPost signs nothing; choose "Basic Auth" for the webhook and list the credentials in
-``webhook_basic_auth``. SparkPost's test request (``[{"msys": {}}]``) gives no events.
+``webhook_basic_auth``, or give the webhook a custom header (its ``custom_headers``) and
+list it as ``"Name: value"`` in ``webhook_header``; with both set, a request must carry
+both. SparkPost's test request (``[{"msys": {}}]``) gives no events.
 
 Bounces follow SparkPost's ``bounce_class``: classes 10 (invalid recipient), 30 (no RCPT)
 and 90 (unsubscribe bounce) are its "Hard" category and hard; every other class (soft,
@@ -15,8 +17,16 @@ from __future__ import annotations
 from typing import Any
 
 from ..events import DeliveryEvent
-from ._base import WebhookRequest, Webhooks, basic_auth_setting, epoch, malformed
-from ._verify import check_basic_auth
+from ._base import (
+    WebhookRequest,
+    Webhooks,
+    basic_auth_setting,
+    check_basic_auth_and_header,
+    check_header_setting,
+    epoch,
+    header_setting,
+    malformed,
+)
 
 __all__ = ["WEBHOOKS"]
 
@@ -43,7 +53,7 @@ HARD_BOUNCE_CLASSES = frozenset({"10", "30", "90"})
 
 
 def parse(request: WebhookRequest) -> list[DeliveryEvent]:
-    check_basic_auth(request.headers, request.secrets("webhook_basic_auth"))
+    check_basic_auth_and_header(request)
     payload = request.json()
     if not isinstance(payload, list):
         raise malformed("a SparkPost webhook body is a JSON array")
@@ -83,7 +93,11 @@ def _event(driver: str, data: dict[str, Any]) -> DeliveryEvent:
 
 
 WEBHOOKS = Webhooks(
-    settings={"webhook_basic_auth": basic_auth_setting("Webhooks > Authentication: Basic")},
-    enabled_by=("webhook_basic_auth",),
+    settings={
+        "webhook_basic_auth": basic_auth_setting("Webhooks > Authentication: Basic"),
+        "webhook_header": header_setting("the webhook's custom_headers"),
+    },
+    enabled_by=("webhook_basic_auth", "webhook_header"),
     parser=parse,
+    check=check_header_setting,
 )
