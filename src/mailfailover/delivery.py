@@ -182,8 +182,13 @@ class DeliveryRecords:
         """Keep a message's content until its record is final (module doc): the content
         under ``outbox:``, and a small ``pending:`` entry that :func:`redrive` scans. Both
         expire with the record (``ttl``) if nothing removes them first."""
-        self.store.set(self.content_key(message_id), _dumps(dict(message)), ttl=ttl)
-        self.store.set(self.pending_key(message_id), _dumps({"at": at}), ttl=ttl)
+        self.store.set_many(
+            {
+                self.content_key(message_id): _dumps(dict(message)),
+                self.pending_key(message_id): _dumps({"at": at}),
+            },
+            ttl=ttl,
+        )
 
     def content(self, message_id: str) -> dict[str, Any] | None:
         """The content kept for a message not yet final, in :meth:`Message.to_dict` shape."""
@@ -191,8 +196,7 @@ class DeliveryRecords:
 
     def forget_content(self, message_id: str) -> None:
         """Drop a message's kept content (its record is final, or it was never queued)."""
-        self.store.delete(self.pending_key(message_id))
-        self.store.delete(self.content_key(message_id))
+        self.store.delete_many([self.pending_key(message_id), self.content_key(message_id)])
 
     def pending(self) -> list[tuple[str, float]]:
         """Every message whose content is kept, as ``(message_id, kept_at)``."""

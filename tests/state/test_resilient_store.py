@@ -104,3 +104,18 @@ def test_sqlite_store_that_cannot_open_is_a_store_error(tmp_path: object) -> Non
     blocker.write_text("not a folder")
     with pytest.raises(StoreError):
         open_store(f"sqlite:///{blocker / 'state.db'}")
+
+
+def test_every_store_operation_goes_through_the_fallback() -> None:
+    """Each public operation of StateStore is ResilientStore's own (through its fallback),
+    so one added to the base class later cannot reach the server around it."""
+    from mailfailover.state import StateStore
+
+    operations = {
+        name
+        for name, member in vars(StateStore).items()
+        if callable(member) and not name.startswith("_") and name != "from_url"
+    }
+    assert {"get_many", "set_many", "delete_many", "update", "scan"} <= operations
+    missing = sorted(name for name in operations if name not in vars(ResilientStore))
+    assert missing == []

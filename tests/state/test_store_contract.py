@@ -162,6 +162,25 @@ def test_ttl_expires_on_every_backend(store: StateStore) -> None:
     assert [k for k, _ in store.scan("")] == ["lease", "long"]
 
 
+def test_set_many_and_delete_many(store: StateStore) -> None:
+    """Several keys at once (one round trip on redis), with set()'s and delete()'s meaning:
+    values replaced, one ttl for all, the count of keys that existed."""
+    import time
+
+    store.set("a", b"old")
+    store.set_many({"a": b"1", "b": b"2", "c": b"3"})
+    assert store.get_many(["a", "b", "c"]) == [b"1", b"2", b"3"]
+    store.set_many({"short1": b"x", "short2": b"y"}, ttl=0.05)
+    store.set_many({})
+    deadline = time.monotonic() + 5
+    while store.get("short2") is not None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert store.get_many(["short1", "short2"]) == [None, None]
+    assert store.delete_many(["a", "c", "never"]) == 2
+    assert store.delete_many([]) == 0
+    assert [k for k, _ in store.scan("")] == ["b"]
+
+
 def test_incr_sets_ttl_only_when_creating(store: StateStore) -> None:
     assert store.incr("bucket", ttl=60) == 1
     assert store.incr("bucket", ttl=0.01) == 2

@@ -14,7 +14,7 @@ back to in-process state: a failing store never stops mail.
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from types import TracebackType
 from typing import Final, TypeVar
 
@@ -92,6 +92,12 @@ class StateStore(abc.ABC):
     def set(self, key: str, value: bytes, *, ttl: float | None = None) -> None:
         """Write ``value``, replacing any; ``ttl`` None keeps it until deleted."""
 
+    def set_many(self, items: Mapping[str, bytes], *, ttl: float | None = None) -> None:
+        """Write several keys (each as :meth:`set`, the same ``ttl``) in one round trip
+        where the backend can. Not atomic: after a failure some may be written."""
+        for key, value in items.items():
+            self.set(key, value, ttl=ttl)
+
     @abc.abstractmethod
     def add(self, key: str, value: bytes, *, ttl: float | None = None) -> bool:
         """Write ``value`` only if the key is absent (or expired); True when written.
@@ -103,6 +109,10 @@ class StateStore(abc.ABC):
     @abc.abstractmethod
     def delete(self, key: str) -> bool:
         """Remove the key; True when it existed."""
+
+    def delete_many(self, keys: Iterable[str]) -> int:
+        """Remove several keys in one round trip where the backend can; how many existed."""
+        return sum(1 for key in keys if self.delete(key))
 
     @abc.abstractmethod
     def update(self, key: str, fn: Updater[T], *, ttl: float | None = None) -> T:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
@@ -104,11 +104,27 @@ class RedisStore(StateStore):
     def set(self, key: str, value: bytes, *, ttl: float | None = None) -> None:
         self._call("set", self._key(key), bytes(value), px=_ms(ttl))
 
+    def set_many(self, items: Mapping[str, bytes], *, ttl: float | None = None) -> None:
+        if not items:
+            return
+        try:
+            pipe: Any
+            with self.client.pipeline(transaction=False) as pipe:
+                for key, value in items.items():
+                    pipe.set(self._key(key), bytes(value), px=_ms(ttl))
+                pipe.execute()
+        except self._redis.RedisError as exc:
+            raise StoreError(f"redis state store {self._url}: {type(exc).__name__}") from None
+
     def add(self, key: str, value: bytes, *, ttl: float | None = None) -> bool:
         return bool(self._call("set", self._key(key), bytes(value), px=_ms(ttl), nx=True))
 
     def delete(self, key: str) -> bool:
         return bool(self._call("delete", self._key(key)))
+
+    def delete_many(self, keys: Iterable[str]) -> int:
+        names = [self._key(k) for k in keys]
+        return int(self._call("delete", *names)) if names else 0
 
     def update(self, key: str, fn: Updater[T], *, ttl: float | None = None) -> T:
         name = self._key(key)

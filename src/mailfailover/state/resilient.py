@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from ._base import StateStore, StoreError, T, Updater
@@ -101,11 +101,17 @@ class ResilientStore(StateStore):
     def set(self, key: str, value: bytes, *, ttl: float | None = None) -> None:
         self._run("set", key, value, ttl=ttl)
 
+    def set_many(self, items: Mapping[str, bytes], *, ttl: float | None = None) -> None:
+        self._run("set_many", dict(items), ttl=ttl)
+
     def add(self, key: str, value: bytes, *, ttl: float | None = None) -> bool:
         return bool(self._run("add", key, value, ttl=ttl))
 
     def delete(self, key: str) -> bool:
         return bool(self._run("delete", key))
+
+    def delete_many(self, keys: Iterable[str]) -> int:
+        return int(self._run("delete_many", list(keys)))
 
     def update(self, key: str, fn: Updater[T], *, ttl: float | None = None) -> T:
         result: T = self._run("update", key, fn, ttl=ttl)
