@@ -25,6 +25,7 @@ import responses
 import trustme
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+from smtp_support import MODES, Wire, offer_pipelining
 
 
 @attrs.define
@@ -286,3 +287,27 @@ def mock() -> Iterator[responses.RequestsMock]:
     """A `responses` mock for HTTP driver tests; unanswered requests fail the test."""
     with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
         yield rsps
+
+
+# -- the batch modules' server: with PIPELINING offered, and without ---------------------
+
+
+@pytest.fixture(params=MODES)
+def mode(request: pytest.FixtureRequest) -> str:
+    """``pipelining`` or ``lock-step``: each batch test runs against both servers."""
+    return str(request.param)
+
+
+@pytest.fixture
+def server(smtp_server_factory: ServerFactory, mode: str) -> LoopbackController:
+    """A plain SMTP server that offers PIPELINING or not, after ``mode``."""
+    started = smtp_server_factory()
+    if mode == "pipelining":
+        offer_pipelining(started)
+    return started
+
+
+@pytest.fixture
+def wire(server: LoopbackController, mode: str) -> Wire:
+    """What ``server`` received, command by command, and its answers on demand."""
+    return Wire(server, pipelined_group=mode == "pipelining")

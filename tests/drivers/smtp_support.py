@@ -7,8 +7,9 @@ import email
 import email.policy
 import re
 import threading
+from collections.abc import Awaitable, Callable
 from email.message import EmailMessage
-from typing import Any
+from typing import Any, TypeVar
 
 from mailfailover.driver import Receipt
 from mailfailover.drivers.smtp import SMTPDriver
@@ -27,6 +28,7 @@ __all__ = [
     "offer_pipelining",
     "parsed",
     "plain_driver",
+    "run",
     "stable",
     "unread",
 ]
@@ -36,9 +38,23 @@ LoopbackController = Any  # the fixtures' types live in tests/drivers/conftest.p
 #: The batch tests run against a server that offers PIPELINING and one that does not.
 MODES = ["pipelining", "lock-step"]
 
+T = TypeVar("T")
+
 #: The credentials the AUTH test servers accept.
 GOOD_USER = "mailer"
 GOOD_PASSWORD = "s3cret-Pa55word"
+
+
+def run(driver: SMTPDriver, scenario: Callable[[], Awaitable[T]]) -> T:
+    """Run ``scenario`` in a new event loop and close the driver's async side in it."""
+
+    async def main() -> T:
+        try:
+            return await scenario()
+        finally:
+            await driver.aclose()
+
+    return asyncio.run(main())
 
 
 def plain_driver(server: Any, **settings: Any) -> SMTPDriver:

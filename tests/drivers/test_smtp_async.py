@@ -25,14 +25,14 @@ import sys
 import threading
 import time
 import warnings
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import aiosmtplib
 import aiosmtplib.errors as ae
 import pytest
 from aiosmtplib.protocol import SMTPProtocol
-from smtp_support import GOOD_PASSWORD, GOOD_USER, body, parsed, plain_driver
+from smtp_support import GOOD_PASSWORD, GOOD_USER, body, parsed, plain_driver, run
 
 from mailfailover import Attachment, MemoryDriver
 from mailfailover.aio import AsyncFailoverMailer
@@ -55,18 +55,6 @@ from mailfailover.testing import PDF_BYTES, PNG_BYTES, full_message, simple_mess
 LoopbackController = Any
 ServerFactory = Any
 T = TypeVar("T")
-
-
-def run(driver: SMTPDriver, scenario: Callable[[], Awaitable[T]]) -> T:
-    """Run ``scenario`` in a new event loop and close the driver's async side in it."""
-
-    async def main() -> T:
-        try:
-            return await scenario()
-        finally:
-            await driver.aclose()
-
-    return asyncio.run(main())
 
 
 def asend(driver: SMTPDriver, *messages: Message) -> list[Receipt]:

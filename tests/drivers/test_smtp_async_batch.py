@@ -14,7 +14,6 @@ import asyncio
 import socket
 import ssl
 import threading
-from collections.abc import Awaitable, Callable
 from types import SimpleNamespace
 from typing import Any, TypeVar
 
@@ -22,13 +21,13 @@ import pytest
 from smtp_support import (
     GOOD_PASSWORD,
     GOOD_USER,
-    MODES,
     Wire,
     delivered,
     numbered,
     offer_pipelining,
     parsed,
     plain_driver,
+    run,
     stable,
 )
 
@@ -44,36 +43,6 @@ from mailfailover.testing import full_message, simple_message
 LoopbackController = Any  # the fixtures' types live in tests/drivers/conftest.py
 ServerFactory = Any
 T = TypeVar("T")
-
-
-@pytest.fixture(params=MODES)
-def mode(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
-@pytest.fixture
-def server(smtp_server_factory: ServerFactory, mode: str) -> LoopbackController:
-    started = smtp_server_factory()
-    if mode == "pipelining":
-        offer_pipelining(started)
-    return started
-
-
-@pytest.fixture
-def wire(server: LoopbackController, mode: str) -> Wire:
-    return Wire(server, pipelined_group=mode == "pipelining")
-
-
-def run(driver: SMTPDriver, scenario: Callable[[], Awaitable[T]]) -> T:
-    """Run ``scenario`` in a new event loop and close the driver's async side in it."""
-
-    async def main() -> T:
-        try:
-            return await scenario()
-        finally:
-            await driver.aclose()
-
-    return asyncio.run(main())
 
 
 def idle(driver: SMTPDriver) -> int:

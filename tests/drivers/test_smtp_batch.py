@@ -26,7 +26,6 @@ import pytest
 from smtp_support import (
     GOOD_PASSWORD,
     GOOD_USER,
-    MODES,
     Wire,
     delivered,
     numbered,
@@ -52,24 +51,6 @@ LoopbackController = Any  # the fixtures' types live in tests/drivers/conftest.p
 ServerFactory = Callable[..., Any]
 
 USER, PASSWORD = GOOD_USER, GOOD_PASSWORD
-
-
-@pytest.fixture(params=MODES)
-def mode(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
-@pytest.fixture
-def server(smtp_server_factory: ServerFactory, mode: str) -> LoopbackController:
-    started = smtp_server_factory()
-    if mode == "pipelining":
-        offer_pipelining(started)
-    return started
-
-
-@pytest.fixture
-def wire(server: LoopbackController, mode: str) -> Wire:
-    return Wire(server, pipelined_group=mode == "pipelining")
 
 
 def relay(server: LoopbackController, **settings: Any) -> SMTPDriver:
