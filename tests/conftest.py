@@ -4,14 +4,23 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from redis_server import RedisServer, require_redis_server
 
-from mailfailover import MemoryDriver
-from mailfailover.testing import FakeClock, simple_message
+# The provider stand-ins live in bench/_servers.py, shared with the benchmarks, so the code
+# the benchmarks measure with is the code the tests check.
+_BENCH = Path(__file__).resolve().parent.parent / "bench"
+if str(_BENCH) not in sys.path:
+    sys.path.insert(0, str(_BENCH))
+
+from _servers import StandInServer  # noqa: E402 - found through the path set just above
+
+from mailfailover import MemoryDriver  # noqa: E402
+from mailfailover.testing import FakeClock, simple_message  # noqa: E402
 
 
 @pytest.fixture
@@ -70,3 +79,17 @@ def private_redis(tmp_path: Path) -> Iterator[RedisServer]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="module")
+def _module_server() -> Iterator[StandInServer]:
+    with StandInServer(hang_seconds=5.0) as server:
+        yield server
+
+
+@pytest.fixture
+def stand_in(_module_server: StandInServer) -> StandInServer:
+    """A provider stand-in (one per test module) answering every provider's success, with
+    nothing received yet. Modules that need another kind define their own."""
+    _module_server.reset()
+    return _module_server

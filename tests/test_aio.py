@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -39,18 +38,6 @@ from mailfailover.message import Message
 from mailfailover.testing import FakeClock, simple_message
 
 SENDGRID = PROVIDERS["sendgrid"]
-
-
-@pytest.fixture(scope="module")
-def _server() -> Iterator[StandInServer]:
-    with StandInServer(hang_seconds=5.0) as server:
-        yield server
-
-
-@pytest.fixture
-def stand_in(_server: StandInServer) -> StandInServer:
-    _server.reset()
-    return _server
 
 
 class Blocking(Driver):

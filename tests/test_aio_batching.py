@@ -9,7 +9,7 @@ import contextlib
 import json
 import sys
 import threading
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,19 +36,6 @@ from mailfailover.drivers.smtp import SMTPDriver
 from mailfailover.health import State
 from mailfailover.message import Message
 from mailfailover.testing import FakeClock, simple_message
-
-
-@pytest.fixture(scope="module")
-def _server() -> Iterator[StandInServer]:
-    with StandInServer(hang_seconds=5.0) as server:
-        yield server
-
-
-@pytest.fixture
-def stand_in(_server: StandInServer) -> StandInServer:
-    _server.reset()
-    _server.requests.clear()
-    return _server
 
 
 def postmark(server: StandInServer, **settings: Any) -> PostmarkDriver:
