@@ -640,7 +640,7 @@ def _last_touched(record: Record | None, kept_at: float) -> float:
     or published again. Its task is lost when this is older than the visibility timeout."""
     moments = [kept_at]
     if record is not None:
-        for field in ("created", "next_try", "redriven", "revived", "finished"):
+        for field in ("created", "next_try", "redriven", "revived"):
             value = record.get(field)
             if isinstance(value, (int, float)):
                 moments.append(float(value))

@@ -13,11 +13,9 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
-from collections.abc import Callable, Mapping
-from typing import Any
 
 from ..config import MailerConfig, QueueConfig
-from ..delivery import DeliveryRecords, redrive
+from ..delivery import DeliveryRecords, Publish, redrive
 from ..errors import QueueUnavailable
 from ..state import StateStore, StoreError, open_store
 
@@ -40,7 +38,7 @@ class Sweeper:
         self,
         config: MailerConfig,
         queue: QueueConfig,
-        publish: Callable[[Mapping[str, Any], float], None],
+        publish: Publish,
         *,
         store: StateStore | None = None,
     ) -> None:

@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from ..errors import WebhookError
+from ..errors import ConfigError, WebhookError
+from ._verify import check_basic_auth, check_header, split_header
 
 if TYPE_CHECKING:
     from ..driver import Setting
@@ -24,7 +25,10 @@ __all__ = [
     "WebhookRequest",
     "Webhooks",
     "basic_auth_setting",
+    "check_basic_auth_and_header",
+    "check_header_setting",
     "epoch",
+    "header_setting",
     "iso_time",
     "malformed",
     "obj",
@@ -59,9 +63,6 @@ def header_setting(where: str) -> Setting:
 def check_header_setting(settings: Mapping[str, Any], driver: str) -> None:
     """A ``webhook_header`` that is not ``"Name: value"`` is a ConfigError at load time
     (the value is secret: never shown)."""
-    from ..errors import ConfigError
-    from ._verify import split_header
-
     for number, pair in enumerate(settings.get("webhook_header") or (), start=1):
         try:
             split_header(pair)
@@ -75,8 +76,6 @@ def check_header_setting(settings: Mapping[str, Any], driver: str) -> None:
 def check_basic_auth_and_header(request: WebhookRequest) -> None:
     """For a provider that authenticates its webhooks by basic auth, a custom header, or
     both: each of ``webhook_basic_auth`` and ``webhook_header`` that is set must hold."""
-    from ._verify import check_basic_auth, check_header
-
     if request.settings.get("webhook_basic_auth"):
         check_basic_auth(request.headers, request.secrets("webhook_basic_auth"))
     if request.settings.get("webhook_header"):
